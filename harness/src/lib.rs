@@ -1,0 +1,1 @@
+//! certctl-harness: the machinery that proves the certctl chart on live clusters.

@@ -1,0 +1,1 @@
+//! The chart's install modes and the scenario tests that prove them.
