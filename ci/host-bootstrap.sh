@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Idempotent host bootstrap for real kind clusters on this kind of machine:
+# packages, a running Docker daemon, the runc wrapper where the capability
+# bounding set needs it, inotify limits and free disk. Safe to re-run.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+APT_PACKAGES=(docker.io debootstrap iptables jq postgresql pigz zstd ca-certificates)
+MIN_FREE_GB=${CERTCTL_MIN_FREE_GB:-25}
+INOTIFY_WATCHES=524288
+INOTIFY_INSTANCES=512
+WRAPPER=/usr/local/sbin/certctl-runc
+DOCKER_LOG=/var/log/certctl-dockerd.log
+
+as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+install_packages() {
+  local missing=() p
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  log "installing: ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# True when CAP_SYS_RESOURCE (bit 24) is missing from our bounding set.
+lacks_sys_resource() {
+  local bnd; bnd=$(sed -n 's/^CapBnd:[[:space:]]*//p' /proc/self/status)
+  (( ((0x$bnd >> 24) & 1) == 0 ))
+}
+
+# Writes daemon.json; returns 0 if it changed.
+configure_docker() {
+  local want
+  if lacks_sys_resource; then
+    as_root install -m 0755 "$CI_DIR/runtime/certctl-runc" "$WRAPPER"
+    want=$(jq -n --arg p "$WRAPPER" '{"runtimes": {"certctl-runc": {"path": $p}}, "default-runtime": "certctl-runc"}')
+  else
+    want='{}'
+  fi
+  as_root mkdir -p /etc/docker
+  if [[ -f /etc/docker/daemon.json ]] && [[ "$(jq -S . /etc/docker/daemon.json)" == "$(jq -S . <<<"$want")" ]]; then
+    return 1
+  fi
+  log "writing /etc/docker/daemon.json (runc wrapper: $(lacks_sys_resource && echo yes || echo no))"
+  jq . <<<"$want" | as_root tee /etc/docker/daemon.json >/dev/null
+  return 0
+}
+
+docker_answers() { timeout 10 docker info >/dev/null 2>&1; }
+
+start_docker() {
+  local changed=$1
+  if docker_answers && [[ $changed == no ]]; then return 0; fi
+  if [[ -d /run/systemd/system ]]; then
+    as_root systemctl restart docker
+  else
+    if docker_answers; then
+      # Our own earlier dockerd must pick up the new daemon.json.
+      [[ -f /run/certctl-dockerd.pid ]] || die "a Docker daemon we did not start is running; restart it so it reads /etc/docker/daemon.json"
+      as_root kill "$(cat /run/certctl-dockerd.pid)"
+      local i; for i in $(seq 30); do docker_answers || break; sleep 1; done
+    fi
+    log "starting dockerd (log: $DOCKER_LOG)"
+    as_root sh -c "nohup /usr/sbin/dockerd >>$DOCKER_LOG 2>&1 & echo \$! >/run/certctl-dockerd.pid"
+  fi
+  local i
+  for i in $(seq 60); do docker_answers && return 0; sleep 1; done
+  die "dockerd did not answer within 60 s; see $DOCKER_LOG"
+}
+
+check_privileged() {
+  docker image inspect certctl-probe:base >/dev/null 2>&1 || return 0  # checked once images exist
+  docker run --rm --privileged certctl-probe:base true >/dev/null ||
+    die "privileged containers fail; check /etc/docker/daemon.json and $WRAPPER"
+}
+
+check_inotify() {
+  local k want cur
+  for k in max_user_watches:$INOTIFY_WATCHES max_user_instances:$INOTIFY_INSTANCES; do
+    want=${k#*:}; k=fs.inotify.${k%%:*}
+    cur=$(sysctl -n "$k")
+    if (( cur < want )); then
+      as_root sysctl -qw "$k=$want" 2>/dev/null ||
+        die "$k is $cur (< $want) and cannot be raised here; run: sudo sysctl -w $k=$want"
+      log "raised $k from $cur to $want"
+    fi
+  done
+}
+
+check_disk() {
+  local d free
+  for d in "$CERTCTL_CACHE" /var/lib; do
+    free=$(df -BG --output=avail "$d" | tail -1 | tr -dc 0-9)
+    (( free >= MIN_FREE_GB )) ||
+      die "only ${free} GB free on $d; kind node images, Go builds and clusters need ${MIN_FREE_GB} GB. Free space (docker system prune -a; rm -rf $CERTCTL_CACHE/go/work) or set CERTCTL_CACHE elsewhere"
+  done
+}
+
+t0=$(date +%s)
+install_packages
+check_disk
+check_inotify
+if configure_docker; then start_docker yes; else start_docker no; fi
+# /usr/sbin/dockerd 20.10 speaks API 1.41; a newer docker CLI earlier in PATH negotiates down.
+log "host ready: docker $(docker version -f '{{.Server.Version}}') runtime=$(docker info -f '{{.DefaultRuntime}}') ($(( $(date +%s) - t0 ))s)"

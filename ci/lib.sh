@@ -1,0 +1,54 @@
+# Shared helpers for ci/*.sh. Source it; it sets `set -euo pipefail`.
+# Stages are content-hashed: a stage runs only when its key (hash of its inputs)
+# differs from the stamp left by its last successful run.
+set -euo pipefail
+
+CI_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$CI_DIR/.." && pwd)"
+export CERTCTL_CACHE="${CERTCTL_CACHE:-$HOME/.cache/certctl-proof}"
+# shellcheck source=versions.env
+source "$CI_DIR/versions.env"
+export PATH="/usr/local/go/bin:$PATH"
+mkdir -p "$CERTCTL_CACHE/stamps"
+
+log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
+
+# hash_key ARG...: sha256 over the given strings; arguments naming existing
+# files or directories contribute their contents (sorted, with paths).
+hash_key() {
+  local a
+  for a in "$@"; do
+    if [[ -d $a ]]; then
+      (cd "$a" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum)
+    elif [[ -f $a ]]; then
+      printf 'file %s\n' "$(basename "$a")"; sha256sum <"$a"
+    else
+      printf 'str %s\n' "$a"
+    fi
+  done | sha256sum | cut -c1-16
+}
+
+# stage NAME KEY CMD...: run CMD unless stamps/NAME holds KEY. Prints one line
+# "stage NAME: built|skipped (Ns)" and appends it to $CERTCTL_CACHE/timings.log.
+stage() {
+  local name=$1 key=$2; shift 2
+  local stamp="$CERTCTL_CACHE/stamps/$name" t0 t1 verdict
+  t0=$(date +%s)
+  if [[ -f $stamp && "$(cat "$stamp")" == "$key" ]]; then
+    verdict=skipped
+  else
+    log "stage $name: building (key $key)"
+    "$@"
+    printf '%s\n' "$key" >"$stamp"
+    verdict=built
+  fi
+  t1=$(date +%s)
+  printf 'stage %-22s %-7s %4ss  key=%s\n' "$name:" "$verdict" "$((t1 - t0))" "$key" | tee -a "$CERTCTL_CACHE/timings.log" >&2
+}
+
+# stage_key NAME: the key recorded by the last successful run of stage NAME.
+stage_key() { cat "$CERTCTL_CACHE/stamps/$1"; }
+
+# Go builds share the machine with others: low priority, bounded parallelism.
+go_nice() { nice -n 10 env GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0 go "$@"; }
