@@ -47,6 +47,14 @@ stage() {
   printf 'stage %-22s %-7s %4ss  key=%s\n' "$name:" "$verdict" "$((t1 - t0))" "$key" | tee -a "$CERTCTL_CACHE/timings.log" >&2
 }
 
+# image_stage NAME KEY IMAGE CMD...: stage() that also reruns when IMAGE is gone
+# from the Docker daemon (e.g. after `docker system prune`).
+image_stage() {
+  local name=$1 key=$2 image=$3; shift 3
+  docker image inspect "$image" >/dev/null 2>&1 || rm -f "$CERTCTL_CACHE/stamps/$name"
+  stage "$name" "$key" "$@"
+}
+
 # stage_key NAME: the key recorded by the last successful run of stage NAME.
 stage_key() { cat "$CERTCTL_CACHE/stamps/$1"; }
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Build the Go programs the offline node image needs, one at a time, niced,
 # cached under $CERTCTL_CACHE/go/<name>/<version>/ and skipped when unchanged.
-#   usage: ci/offline/go-build.sh [kubernetes|etcd|coredns|kube-router|pause|kind|all]...
+#   usage: ci/offline/go-build.sh [kubernetes|etcd|coredns|kube-router|crictl|pause|kind|all]...
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 SELF="$CI_DIR/offline/go-build.sh"
 GO_OUT="$CERTCTL_CACHE/go"
+NETPROBE_VERSION=$(hash_key "$CI_DIR/offline/netprobe")
 WORK="$CERTCTL_CACHE/go/work"
 
 # mod_json MODULE@VERSION: `go mod download -json` for one module (into GOMODCACHE).
@@ -51,20 +52,94 @@ build_kubernetes() {
   finish "$out.tmp" "$out"
 }
 
+# --- etcd --------------------------------------------------------------------
+# Its main package replaces sibling modules with ../ paths; a wrapper module
+# requiring it (replaces in dependencies are ignored) builds it as published.
+build_etcd() {
+  local out="$GO_OUT/etcd/$ETCD_VERSION" w="$WORK/etcd"
+  new_wrapper "$w" certctl.local/etcd-build
+  printf 'require go.etcd.io/etcd/server/v3 %s\n' "$ETCD_VERSION" >>"$w/go.mod"
+  rm -rf "$out.tmp"; mkdir -p "$out.tmp"
+  (cd "$w" && go_nice build -trimpath -ldflags "-s -w" -o "$out.tmp/etcd" go.etcd.io/etcd/server/v3)
+  "$out.tmp/etcd" --version | grep -q "etcd Version: ${ETCD_VERSION#v}" || die "etcd reports the wrong version"
+  finish "$out.tmp" "$out"
+}
+
+# go_install OUT PKG@VERSION [LDFLAGS]: `go install` into OUT (for modules without replaces).
+go_install() {
+  local out=$1 pkg=$2 ld=${3:-}
+  rm -rf "$out.tmp"; mkdir -p "$out.tmp"
+  (cd /tmp && GOBIN="$out.tmp" go_nice install -trimpath -ldflags "-s -w $ld" "$pkg")
+  finish "$out.tmp" "$out"
+}
+
+build_coredns() {
+  go_install "$GO_OUT/coredns/$COREDNS_VERSION" "github.com/coredns/coredns@$COREDNS_VERSION"
+}
+
+build_kube_router() {
+  go_install "$GO_OUT/kube-router/$KUBE_ROUTER_VERSION" \
+    "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$KUBE_ROUTER_VERSION" \
+    "-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION"
+}
+
+# crictl: kind's `load docker-image` uses it inside nodes.
+build_crictl() {
+  go_install "$GO_OUT/crictl/$CRICTL_VERSION" "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION" \
+    "-X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION"
+}
+
+# Our own sandbox program (ci/offline/pause).
+build_pause() {
+  local out="$GO_OUT/pause/$PAUSE_VERSION"
+  rm -rf "$out.tmp"; mkdir -p "$out.tmp"
+  (cd "$CI_DIR/offline/pause" && go_nice build -trimpath -ldflags "-s -w" -o "$out.tmp/pause" .)
+  finish "$out.tmp" "$out"
+}
+
+# Our own network test tool (ci/offline/netprobe), keyed by its source.
+build_netprobe() {
+  local out="$GO_OUT/netprobe/$NETPROBE_VERSION"
+  rm -rf "$out.tmp"; mkdir -p "$out.tmp"
+  (cd "$CI_DIR/offline/netprobe" && go_nice build -trimpath -ldflags "-s -w" -o "$out.tmp/netprobe" .)
+  finish "$out.tmp" "$out"
+}
+
+# kind, in the tools layout ci/tools.sh also uses.
+build_kind() {
+  local out="$CERTCTL_CACHE/tools/kind/$KIND_VERSION"
+  rm -rf "$out.tmp"; mkdir -p "$out.tmp"
+  (cd /tmp && GOBIN="$out.tmp" go_nice install -trimpath -ldflags "-s -w" "sigs.k8s.io/kind@$KIND_VERSION")
+  finish "$out.tmp" "$out"
+}
+
 build_one() {
-  local name=$1 ver key
+  local name=$1 ver key extra="" dir
   case $name in
-    kubernetes) ver=$KUBERNETES_VERSION ;;
+    kubernetes) ver=$KUBERNETES_VERSION extra="${k8s_cmds[*]}" ;;
+    etcd) ver=$ETCD_VERSION ;;
+    coredns) ver=$COREDNS_VERSION ;;
+    kube-router) ver=$KUBE_ROUTER_VERSION ;;
+    pause) ver=$PAUSE_VERSION extra="$CI_DIR/offline/pause" ;;
+    netprobe) ver=$NETPROBE_VERSION extra="$CI_DIR/offline/netprobe" ;;
+    kind) ver=$KIND_VERSION ;;
+    crictl) ver=$CRICTL_VERSION ;;
     *) die "unknown Go component: $name" ;;
   esac
-  key=$(hash_key "$name" "$ver" "$SELF" "$CI_DIR/lib.sh")
+  dir="$GO_OUT/$name/$ver"; [[ $name == kind ]] && dir="$CERTCTL_CACHE/tools/kind/$ver"
+  # A kind binary already at the pinned version (e.g. from ci/tools.sh) is used as is.
+  if [[ $name == kind && -x $dir/kind ]]; then printf 'stage %-22s %-7s %4ss\n' "go-kind:" skipped 0 >&2; return; fi
+  # Each component's key covers its own build function only, so editing one
+  # build does not invalidate the others.
+  key=$(hash_key "$name" "$ver" "$(declare -f "build_${name//-/_}" go_nice go_install new_wrapper)" $extra)
   # The stamp alone is not trusted if the output went missing.
-  [[ -d "$GO_OUT/$name/$ver" ]] || rm -f "$CERTCTL_CACHE/stamps/go-$name"
+  [[ -d "$dir" ]] || rm -f "$CERTCTL_CACHE/stamps/go-$name"
   stage "go-$name" "$key" "build_${name//-/_}"
 }
 
+ALL_COMPONENTS=(pause netprobe kind kubernetes etcd coredns kube-router crictl)
 [[ $# -gt 0 ]] || set -- all
 for n in "$@"; do
-  if [[ $n == all ]]; then for m in kubernetes; do build_one "$m"; done
+  if [[ $n == all ]]; then for m in "${ALL_COMPONENTS[@]}"; do build_one "$m"; done
   else build_one "$n"; fi
 done

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# One entry point for cluster images: bootstraps the host, builds or reuses
+# every image (each stage content-hashed, skipped when unchanged) and writes
+# $CERTCTL_CACHE/images.env for the harness.
+#   ci/offline/ensure.sh [node] [apps]        (default: both)
+# CERTCTL_IMAGE_SOURCE=offline|online|auto (default auto): auto picks online only
+# when the pinned upstream node image ($KIND_NODE_IMAGE) is already present
+# locally; no network is probed to decide.
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+IMAGES_ENV="$CERTCTL_CACHE/images.env"
+OWNED_KEYS=(IMAGE_SOURCE NODE_IMAGE NETPROBE_IMAGE POSTGRES_IMAGE SERVER_IMAGE AGENT_IMAGE KUBERNETES_VERSION)
+
+want_node=0 want_apps=0
+[[ $# -gt 0 ]] || set -- node apps
+for a in "$@"; do
+  case $a in node) want_node=1 ;; apps) want_apps=1 ;; *) die "unknown target: $a (want node or apps)" ;; esac
+done
+
+t_start=$(date +%s)
+printf -- '--- %s ensure %s\n' "$(date -u +%FT%TZ)" "$*" >>"$CERTCTL_CACHE/timings.log"
+stage_t0=$(date +%s)
+bash "$CI_DIR/host-bootstrap.sh"
+printf 'stage %-22s %-7s %4ss\n' "host-bootstrap:" done "$(( $(date +%s) - stage_t0 ))" | tee -a "$CERTCTL_CACHE/timings.log" >&2
+
+# Pinned kind (ci/tools.sh owns the tools; build it ourselves if that script is absent).
+if [[ -f $CI_DIR/tools.sh ]]; then bash "$CI_DIR/tools.sh" >&2; else bash "$CI_DIR/offline/go-build.sh" kind; fi
+
+source_mode=${CERTCTL_IMAGE_SOURCE:-auto}
+case $source_mode in
+  offline|online) ;;
+  auto) if docker image inspect "$KIND_NODE_IMAGE" >/dev/null 2>&1; then source_mode=online; else source_mode=offline; fi ;;
+  *) die "CERTCTL_IMAGE_SOURCE=$source_mode; want offline, online or auto" ;;
+esac
+log "image source: $source_mode"
+
+declare -A out=([IMAGE_SOURCE]=$source_mode [KUBERNETES_VERSION]=$KUBERNETES_VERSION)
+if (( want_node )); then
+  if [[ $source_mode == offline ]]; then
+    lines=$(bash "$CI_DIR/offline/node-image.sh")
+    while IFS='=' read -r k v; do out[$k]=$v; done <<<"$lines"
+  else
+    out[NODE_IMAGE]=$KIND_NODE_IMAGE
+    out[KUBERNETES_VERSION]=$(sed -n 's/^kindest\/node:\(v[0-9.]*\)@.*/\1/p' <<<"$KIND_NODE_IMAGE")
+  fi
+fi
+if (( want_apps )); then
+  apps=(server agent)
+  if [[ $source_mode == offline ]]; then apps=(postgres "${apps[@]}"); else out[POSTGRES_IMAGE]=$POSTGRES_ONLINE_IMAGE; fi
+  lines=$(bash "$CI_DIR/offline/app-images.sh" "${apps[@]}")
+  while IFS='=' read -r k v; do out[$k]=$v; done <<<"$lines"
+fi
+
+# Keep keys other scripts own; replace ours.
+tmp="$IMAGES_ENV.tmp"
+{
+  echo "# written by ci/offline/ensure.sh $(date -u +%FT%TZ)"
+  if [[ -f $IMAGES_ENV ]]; then
+    grep -E '^[A-Z_]+=' "$IMAGES_ENV" | grep -vE "^($(IFS='|'; echo "${OWNED_KEYS[*]}"))=" || true
+  fi
+  for k in "${OWNED_KEYS[@]}"; do if [[ -n ${out[$k]:-} ]]; then echo "$k=${out[$k]}"; fi; done
+} >"$tmp"
+mv "$tmp" "$IMAGES_ENV"
+log "wrote $IMAGES_ENV ($(( $(date +%s) - t_start ))s total)"
+cat "$IMAGES_ENV"

@@ -1,0 +1,3 @@
+module certctl.local/netprobe
+
+go 1.24.0

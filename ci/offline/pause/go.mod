@@ -1,0 +1,3 @@
+module certctl.local/pause
+
+go 1.24.0
