@@ -22,8 +22,18 @@ stage_t0=$(date +%s)
 bash "$CI_DIR/host-bootstrap.sh"
 printf 'stage %-22s %-7s %4ss\n' "host-bootstrap:" done "$(( $(date +%s) - stage_t0 ))" | tee -a "$CERTCTL_CACHE/timings.log" >&2
 
-# Pinned kind (ci/tools.sh owns the tools; build it ourselves if that script is absent).
-if [[ -f $CI_DIR/tools.sh ]]; then bash "$CI_DIR/tools.sh" >&2; else bash "$CI_DIR/offline/go-build.sh" kind; fi
+# The Kubernetes build also yields kubectl at the pinned version: seed the tools
+# cache with it so ci/tools.sh finds it there instead of building it again.
+if [[ ${CERTCTL_IMAGE_SOURCE:-auto} != online ]]; then
+  bash "$CI_DIR/offline/go-build.sh" kubernetes
+  kubectl_dir="$CERTCTL_CACHE/tools/kubectl/$KUBERNETES_VERSION"
+  if [[ ! -x $kubectl_dir/kubectl ]]; then
+    mkdir -p "$kubectl_dir"
+    cp "$CERTCTL_CACHE/go/kubernetes/$KUBERNETES_VERSION/kubectl" "$kubectl_dir/kubectl"
+  fi
+fi
+# Pinned kind and kubectl (ci/tools.sh owns the tools; build kind ourselves if that script is absent).
+if [[ -f $CI_DIR/tools.sh ]]; then bash "$CI_DIR/tools.sh" kind kubectl >&2; else bash "$CI_DIR/offline/go-build.sh" kind; fi
 
 source_mode=${CERTCTL_IMAGE_SOURCE:-auto}
 case $source_mode in

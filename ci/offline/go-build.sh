@@ -137,7 +137,7 @@ build_one() {
   stage "go-$name" "$key" "build_${name//-/_}"
 }
 
-ALL_COMPONENTS=(pause netprobe kind kubernetes etcd coredns kube-router crictl)
+ALL_COMPONENTS=(pause netprobe kubernetes etcd coredns kube-router crictl)
 [[ $# -gt 0 ]] || set -- all
 for n in "$@"; do
   if [[ $n == all ]]; then for m in "${ALL_COMPONENTS[@]}"; do build_one "$m"; done
