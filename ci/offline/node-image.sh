@@ -107,7 +107,8 @@ RUN set -e; mkdir -p /opt/cni/bin /etc/cni/net.d /etc/kubernetes/manifests; \
     systemctl set-default multi-user.target; \
     systemctl mask getty.target console-getty.service systemd-udevd.service systemd-udev-trigger.service \
       systemd-modules-load.service systemd-firstboot.service systemd-remount-fs.service \
-      sys-kernel-debug.mount sys-kernel-tracing.mount sys-kernel-config.mount systemd-journald-audit.socket; \
+      sys-kernel-debug.mount sys-kernel-tracing.mount sys-kernel-config.mount systemd-journald-audit.socket \
+      apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer e2scrub_reap.service; \
     : >/etc/machine-id; rm -f /var/lib/dbus/machine-id; ln -s /etc/machine-id /var/lib/dbus/machine-id; \
     chmod 0755 /usr/local/bin/certctl-* /usr/local/sbin/certctl-runc
 ENV container=docker
