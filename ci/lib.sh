@@ -14,14 +14,14 @@ mkdir -p "$CERTCTL_CACHE/stamps"
 log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
 
-# hash_key ARG...: sha256 over the given strings; arguments naming existing
-# files or directories contribute their contents (sorted, with paths).
+# hash_key ARG...: sha256 over the given strings; absolute paths of existing
+# files or directories contribute their contents (sorted, with relative paths).
 hash_key() {
   local a
   for a in "$@"; do
-    if [[ -d $a ]]; then
+    if [[ $a == /* && -d $a ]]; then
       (cd "$a" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum)
-    elif [[ -f $a ]]; then
+    elif [[ $a == /* && -f $a ]]; then
       printf 'file %s\n' "$(basename "$a")"; sha256sum <"$a"
     else
       printf 'str %s\n' "$a"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the Go programs the offline node image needs, one at a time, niced,
 # cached under $CERTCTL_CACHE/go/<name>/<version>/ and skipped when unchanged.
-#   usage: ci/offline/go-build.sh [kubernetes|etcd|coredns|kube-router|crictl|pause|kind|all]...
+#   usage: ci/offline/go-build.sh [kubernetes|etcd|coredns|kube-router|crictl|pause|netprobe|kind|all]...
+#          ci/offline/go-build.sh key NAME     (print the stage key of NAME)
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 SELF="$CI_DIR/offline/go-build.sh"
 GO_OUT="$CERTCTL_CACHE/go"
@@ -113,8 +114,9 @@ build_kind() {
   finish "$out.tmp" "$out"
 }
 
-build_one() {
-  local name=$1 ver key extra="" dir
+# component_key NAME: sets ver, dir and key for one component.
+component_key() {
+  local name=$1 extra=""
   case $name in
     kubernetes) ver=$KUBERNETES_VERSION extra="${k8s_cmds[*]}" ;;
     etcd) ver=$ETCD_VERSION ;;
@@ -127,11 +129,16 @@ build_one() {
     *) die "unknown Go component: $name" ;;
   esac
   dir="$GO_OUT/$name/$ver"; [[ $name == kind ]] && dir="$CERTCTL_CACHE/tools/kind/$ver"
-  # A kind binary already at the pinned version (e.g. from ci/tools.sh) is used as is.
-  if [[ $name == kind && -x $dir/kind ]]; then printf 'stage %-22s %-7s %4ss\n' "go-kind:" skipped 0 >&2; return; fi
   # Each component's key covers its own build function only, so editing one
   # build does not invalidate the others.
   key=$(hash_key "$name" "$ver" "$(declare -f "build_${name//-/_}" go_nice go_install new_wrapper)" $extra)
+}
+
+build_one() {
+  local name=$1 ver dir key
+  component_key "$name"
+  # A kind binary already at the pinned version (e.g. from ci/tools.sh) is used as is.
+  if [[ $name == kind && -x $dir/kind ]]; then printf 'stage %-22s %-7s %4ss\n' "go-kind:" skipped 0 >&2; return; fi
   # The stamp alone is not trusted if the output went missing.
   [[ -d "$dir" ]] || rm -f "$CERTCTL_CACHE/stamps/go-$name"
   stage "go-$name" "$key" "build_${name//-/_}"
@@ -139,6 +146,7 @@ build_one() {
 
 ALL_COMPONENTS=(pause netprobe kubernetes etcd coredns kube-router crictl)
 [[ $# -gt 0 ]] || set -- all
+if [[ $1 == key ]]; then component_key "$2"; echo "$key"; exit 0; fi
 for n in "$@"; do
   if [[ $n == all ]]; then for m in "${ALL_COMPONENTS[@]}"; do build_one "$m"; done
   else build_one "$n"; fi
