@@ -1,1 +1,3 @@
 //! certctl-harness: the machinery that proves the certctl chart on live clusters.
+
+pub mod tools;

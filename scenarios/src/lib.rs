@@ -1,1 +1,13 @@
 //! The chart's install modes and the scenario tests that prove them.
+//!
+//! - [`modes`]: the four modes (default, external-db, cert-manager, ha) and their values
+//!   files under `scenarios/modes/`, the same files the live tier installs.
+//! - [`render`]: `helm template` / `helm lint` through the pinned helm, parsed into objects.
+//! - [`strict`]: every rendered object checked field by field against the Kubernetes
+//!   schema (k8s-openapi types for built-in kinds, CRD schemas for custom resources).
+//! - [`crd`]: a structural validator for CRD `openAPIV3Schema`s.
+
+pub mod crd;
+pub mod modes;
+pub mod render;
+pub mod strict;
