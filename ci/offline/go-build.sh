@@ -78,10 +78,18 @@ build_coredns() {
   go_install "$GO_OUT/coredns/$COREDNS_VERSION" "github.com/coredns/coredns@$COREDNS_VERSION"
 }
 
+# kube-router pins a netlink pseudo-version the module proxy does not serve; a
+# wrapper module replaces it with the nearest served release.
 build_kube_router() {
-  go_install "$GO_OUT/kube-router/$KUBE_ROUTER_VERSION" \
-    "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$KUBE_ROUTER_VERSION" \
-    "-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION"
+  local out="$GO_OUT/kube-router/$KUBE_ROUTER_VERSION" w="$WORK/kube-router"
+  local m=github.com/cloudnativelabs/kube-router/v2
+  new_wrapper "$w" certctl.local/kube-router-build
+  printf 'require %s %s\n\nreplace github.com/vishvananda/netlink => github.com/vishvananda/netlink %s\n' \
+    "$m" "$KUBE_ROUTER_VERSION" "$KUBE_ROUTER_NETLINK_VERSION" >>"$w/go.mod"
+  rm -rf "$out.tmp"; mkdir -p "$out.tmp"
+  (cd "$w" && go_nice build -trimpath -ldflags "-s -w -X $m/pkg/version.Version=$KUBE_ROUTER_VERSION" \
+    -o "$out.tmp/kube-router" "$m/cmd/kube-router")
+  finish "$out.tmp" "$out"
 }
 
 # crictl: kind's `load docker-image` uses it inside nodes.
@@ -121,7 +129,7 @@ component_key() {
     kubernetes) ver=$KUBERNETES_VERSION extra="${k8s_cmds[*]}" ;;
     etcd) ver=$ETCD_VERSION ;;
     coredns) ver=$COREDNS_VERSION ;;
-    kube-router) ver=$KUBE_ROUTER_VERSION ;;
+    kube-router) ver=$KUBE_ROUTER_VERSION extra=$KUBE_ROUTER_NETLINK_VERSION ;;
     pause) ver=$PAUSE_VERSION extra="$CI_DIR/offline/pause" ;;
     netprobe) ver=$NETPROBE_VERSION extra="$CI_DIR/offline/netprobe" ;;
     kind) ver=$KIND_VERSION ;;
