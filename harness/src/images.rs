@@ -1,0 +1,253 @@
+//! The image set a run uses: built (or found cached) by the CI images entry
+//! point, which writes `$CERTCTL_CACHE/images.env`; this module runs that
+//! entry point and reads the file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Errors reading or producing the image set.
+#[derive(Debug, thiserror::Error)]
+pub enum ImagesError {
+    /// The entry point could not be started.
+    #[error("cannot run the images entry point `{cmd}`: {source}")]
+    Spawn {
+        /// The command line.
+        cmd: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The entry point failed.
+    #[error("the images entry point `{cmd}` failed with {status}; its output is above. Run it by hand to see why")]
+    Build {
+        /// The command line.
+        cmd: String,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+    },
+    /// images.env is missing or unreadable.
+    #[error("cannot read {path}: {source} (the images entry point should have written it)")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A required key is absent.
+    #[error("{path} has no {key}= line (keys present: {present})")]
+    MissingKey {
+        /// The file.
+        path: PathBuf,
+        /// The missing key.
+        key: &'static str,
+        /// What the file does hold.
+        present: String,
+    },
+}
+
+/// An image reference split for chart values.
+///
+/// # Example
+/// ```
+/// use certctl_harness::images::ImageRef;
+/// let i = ImageRef::parse("localhost:5000/certctl/server:abc123");
+/// assert_eq!(i.repository, "localhost:5000/certctl/server");
+/// assert_eq!(i.tag, "abc123");
+/// assert_eq!(ImageRef::parse("postgres").tag, "latest");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    /// Everything before the tag.
+    pub repository: String,
+    /// The tag (`latest` when none was given).
+    pub tag: String,
+}
+
+impl ImageRef {
+    /// Splits `repo[:tag]`, taking care of registry ports.
+    ///
+    /// # Example
+    /// ```
+    /// assert_eq!(certctl_harness::images::ImageRef::parse("a/b:1").to_string(), "a/b:1");
+    /// ```
+    pub fn parse(s: &str) -> Self {
+        let slash = s.rfind('/').map_or(0, |i| i + 1);
+        match s[slash..].rfind(':') {
+            Some(i) => Self { repository: s[..slash + i].to_string(), tag: s[slash + i + 1..].to_string() },
+            None => Self { repository: s.to_string(), tag: "latest".to_string() },
+        }
+    }
+
+    /// Chart values for an `image:` block, with `pullPolicy: IfNotPresent`
+    /// (images are loaded into the nodes, never pulled).
+    ///
+    /// # Example
+    /// ```
+    /// let v = certctl_harness::images::ImageRef::parse("x/y:2").values();
+    /// assert_eq!(v["tag"], "2");
+    /// ```
+    pub fn values(&self) -> serde_json::Value {
+        serde_json::json!({"repository": self.repository, "tag": self.tag, "pullPolicy": "IfNotPresent"})
+    }
+}
+
+impl std::fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.repository, self.tag)
+    }
+}
+
+/// The images of one run, from `images.env`.
+///
+/// # Example
+/// ```
+/// use certctl_harness::images::ImageSet;
+/// let set = ImageSet::parse_env(
+///     "NODE_IMAGE=certctl/node:v1.34.2\nSERVER_IMAGE=certctl/server:1\nAGENT_IMAGE=certctl/agent:1\nPOSTGRES_IMAGE=certctl/postgres:16\nIMAGE_SOURCE=offline\n",
+///     "images.env".as_ref()).unwrap();
+/// assert_eq!(set.server.tag, "1");
+/// assert_eq!(set.app_images().len(), 3);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSet {
+    /// The kind node image.
+    pub node: String,
+    /// certctl-server.
+    pub server: ImageRef,
+    /// certctl-agent.
+    pub agent: ImageRef,
+    /// The postgres image the chart's bundled database uses.
+    pub postgres: ImageRef,
+    /// The network probe image (offline node image only), if any.
+    pub netprobe: Option<ImageRef>,
+    /// `offline` or `online`.
+    pub source: String,
+}
+
+impl ImageSet {
+    /// Parses `KEY=VALUE` lines (comments, blanks and quotes allowed).
+    ///
+    /// # Errors
+    /// [`ImagesError::MissingKey`] naming the key and what the file holds.
+    ///
+    /// # Example
+    /// ```
+    /// let err = certctl_harness::images::ImageSet::parse_env("NODE_IMAGE=n\n", "f".as_ref()).unwrap_err();
+    /// assert!(err.to_string().contains("SERVER_IMAGE"));
+    /// ```
+    pub fn parse_env(text: &str, path: &Path) -> Result<Self, ImagesError> {
+        let map: BTreeMap<String, String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .filter_map(|l| l.strip_prefix("export ").unwrap_or(l).split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches(['"', '\'']).to_string()))
+            .collect();
+        let get = |key: &'static str| {
+            map.get(key).filter(|v| !v.is_empty()).cloned().ok_or_else(|| ImagesError::MissingKey {
+                path: path.to_path_buf(),
+                key,
+                present: map.keys().cloned().collect::<Vec<_>>().join(", "),
+            })
+        };
+        Ok(Self {
+            node: get("NODE_IMAGE")?,
+            server: ImageRef::parse(&get("SERVER_IMAGE")?),
+            agent: ImageRef::parse(&get("AGENT_IMAGE")?),
+            postgres: ImageRef::parse(&get("POSTGRES_IMAGE")?),
+            netprobe: map.get("NETPROBE_IMAGE").filter(|v| !v.is_empty()).map(|v| ImageRef::parse(v)),
+            source: map.get("IMAGE_SOURCE").cloned().unwrap_or_else(|| "offline".into()),
+        })
+    }
+
+    /// Reads `images.env`.
+    ///
+    /// # Errors
+    /// [`ImagesError::Read`] or [`ImagesError::MissingKey`].
+    ///
+    /// # Example
+    /// ```no_run
+    /// let set = certctl_harness::images::ImageSet::read(&certctl_harness::images::images_env_path()).unwrap();
+    /// println!("server image {}", set.server);
+    /// ```
+    pub fn read(path: &Path) -> Result<Self, ImagesError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ImagesError::Read { path: path.to_path_buf(), source })?;
+        Self::parse_env(&text, path)
+    }
+
+    /// The application images to load into cluster nodes.
+    ///
+    /// # Example
+    /// ```
+    /// # use certctl_harness::images::*;
+    /// # let set = ImageSet::parse_env("NODE_IMAGE=n\nSERVER_IMAGE=s\nAGENT_IMAGE=a\nPOSTGRES_IMAGE=p\n", "f".as_ref()).unwrap();
+    /// assert_eq!(set.app_images(), ["s:latest", "a:latest", "p:latest"]);
+    /// ```
+    pub fn app_images(&self) -> Vec<String> {
+        vec![self.server.to_string(), self.agent.to_string(), self.postgres.to_string()]
+    }
+}
+
+/// Where the images entry point writes the image set.
+///
+/// # Example
+/// ```
+/// assert!(certctl_harness::images::images_env_path().ends_with("images.env"));
+/// ```
+pub fn images_env_path() -> PathBuf {
+    crate::tools::cache_dir().join("images.env")
+}
+
+/// Runs the images entry point (which skips unchanged stages), its output
+/// streamed to this process's stderr, then reads the image set it wrote.
+///
+/// # Errors
+/// [`ImagesError`] naming the command and what failed.
+///
+/// # Example
+/// ```no_run
+/// use std::process::Command;
+/// let mut cmd = Command::new("ci/offline/ensure.sh");
+/// let set = certctl_harness::images::build(&mut cmd).unwrap();
+/// println!("{set:?}");
+/// ```
+pub fn build(cmd: &mut Command) -> Result<ImageSet, ImagesError> {
+    let line = format!("{cmd:?}");
+    let status = cmd
+        .stdout(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::inherit())
+        .status()
+        .map_err(|source| ImagesError::Spawn { cmd: line.clone(), source })?;
+    if !status.success() {
+        return Err(ImagesError::Build { cmd: line, status });
+    }
+    ImageSet::read(&images_env_path())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_quotes_comments_and_export() {
+        let text = "# made by ci\nexport NODE_IMAGE=\"n:1\"\nSERVER_IMAGE='s:2'\nAGENT_IMAGE=a:3\nPOSTGRES_IMAGE=p:4\nIMAGE_SOURCE=online\n";
+        let s = ImageSet::parse_env(text, Path::new("x")).unwrap();
+        assert_eq!(s.node, "n:1");
+        assert_eq!(s.server, ImageRef { repository: "s".into(), tag: "2".into() });
+        assert_eq!(s.source, "online");
+    }
+
+    #[test]
+    fn registry_port_is_not_a_tag() {
+        let i = ImageRef::parse("localhost:5000/x");
+        assert_eq!((i.repository.as_str(), i.tag.as_str()), ("localhost:5000/x", "latest"));
+    }
+
+    #[test]
+    fn empty_value_counts_as_missing() {
+        let err = ImageSet::parse_env("NODE_IMAGE=\n", Path::new("f")).unwrap_err();
+        assert!(matches!(err, ImagesError::MissingKey { key: "NODE_IMAGE", .. }));
+    }
+}
