@@ -43,8 +43,12 @@ case $source_mode in
 esac
 log "image source: $source_mode"
 
-declare -A out=([IMAGE_SOURCE]=$source_mode [KUBERNETES_VERSION]=$KUBERNETES_VERSION)
+declare -A out=([IMAGE_SOURCE]=$source_mode)
+# Keys this run decides (possibly as empty), so old values are not carried over.
+declare -A decided=([IMAGE_SOURCE]=1)
 if (( want_node )); then
+  decided[NODE_IMAGE]=1 decided[NETPROBE_IMAGE]=1 decided[KUBERNETES_VERSION]=1
+  out[KUBERNETES_VERSION]=$KUBERNETES_VERSION
   if [[ $source_mode == offline ]]; then
     lines=$(bash "$CI_DIR/offline/node-image.sh")
     while IFS='=' read -r k v; do out[$k]=$v; done <<<"$lines"
@@ -54,13 +58,23 @@ if (( want_node )); then
   fi
 fi
 if (( want_apps )); then
+  decided[POSTGRES_IMAGE]=1 decided[SERVER_IMAGE]=1 decided[AGENT_IMAGE]=1
   apps=(server agent)
   if [[ $source_mode == offline ]]; then apps=(postgres "${apps[@]}"); else out[POSTGRES_IMAGE]=$POSTGRES_ONLINE_IMAGE; fi
   lines=$(bash "$CI_DIR/offline/app-images.sh" "${apps[@]}")
   while IFS='=' read -r k v; do out[$k]=$v; done <<<"$lines"
 fi
 
-# Keep keys other scripts own; replace ours.
+# Targets not built this run keep their previous values; keys other scripts
+# own are kept as they are.
+if [[ -f $IMAGES_ENV ]]; then
+  for k in "${OWNED_KEYS[@]}"; do
+    if [[ -z ${decided[$k]:-} ]]; then
+      v=$(sed -n "s/^$k=//p" "$IMAGES_ENV" | tail -1)
+      if [[ -n $v ]]; then out[$k]=$v; fi
+    fi
+  done
+fi
 tmp="$IMAGES_ENV.tmp"
 {
   echo "# written by ci/offline/ensure.sh $(date -u +%FT%TZ)"
