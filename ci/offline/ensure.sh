@@ -22,9 +22,24 @@ stage_t0=$(date +%s)
 bash "$CI_DIR/host-bootstrap.sh"
 printf 'stage %-22s %-7s %4ss\n' "host-bootstrap:" done "$(( $(date +%s) - stage_t0 ))" | tee -a "$CERTCTL_CACHE/timings.log" >&2
 
-# The Kubernetes build also yields kubectl at the pinned version: seed the tools
-# cache with it so ci/tools.sh finds it there instead of building it again.
-if [[ ${CERTCTL_IMAGE_SOURCE:-auto} != online ]]; then
+source_mode=${CERTCTL_IMAGE_SOURCE:-auto}
+case $source_mode in
+  offline|online) ;;
+  auto) if docker image inspect "$KIND_NODE_IMAGE" >/dev/null 2>&1; then source_mode=online; else source_mode=offline; fi ;;
+  *) die "CERTCTL_IMAGE_SOURCE=$source_mode; want offline, online or auto" ;;
+esac
+log "image source: $source_mode"
+
+rootfs_pid=""
+if [[ $source_mode == offline ]]; then
+  # Root filesystems are network- and disk-bound: debootstrap them while the Go
+  # build below compiles (a cold run saves their whole duration).
+  rootfs_log="$CERTCTL_CACHE/logs/rootfs-background.log"
+  : >"$rootfs_log"
+  ( for f in node net app; do bash "$CI_DIR/offline/rootfs.sh" "$f" >/dev/null || exit 1; done ) 2>>"$rootfs_log" &
+  rootfs_pid=$!
+  # The Kubernetes build also yields kubectl at the pinned version: seed the tools
+  # cache with it so ci/tools.sh finds it there instead of building it again.
   bash "$CI_DIR/offline/go-build.sh" kubernetes
   kubectl_dir="$CERTCTL_CACHE/tools/kubectl/$KUBERNETES_VERSION"
   if [[ ! -x $kubectl_dir/kubectl ]]; then
@@ -35,13 +50,10 @@ fi
 # Pinned kind and kubectl (ci/tools.sh owns the tools; build kind ourselves if that script is absent).
 if [[ -f $CI_DIR/tools.sh ]]; then bash "$CI_DIR/tools.sh" kind kubectl >&2; else bash "$CI_DIR/offline/go-build.sh" kind; fi
 
-source_mode=${CERTCTL_IMAGE_SOURCE:-auto}
-case $source_mode in
-  offline|online) ;;
-  auto) if docker image inspect "$KIND_NODE_IMAGE" >/dev/null 2>&1; then source_mode=online; else source_mode=offline; fi ;;
-  *) die "CERTCTL_IMAGE_SOURCE=$source_mode; want offline, online or auto" ;;
-esac
-log "image source: $source_mode"
+if [[ -n $rootfs_pid ]]; then
+  wait "$rootfs_pid" || log "background rootfs build failed (see $rootfs_log); the stages below retry it"
+  cat "$rootfs_log" >&2
+fi
 
 declare -A out=([IMAGE_SOURCE]=$source_mode)
 # Keys this run decides (possibly as empty), so old values are not carried over.

@@ -67,6 +67,8 @@ build_components() {
   mkdir -p "$CERTCTL_CACHE/node"
   docker save "${COMPONENTS[@]}" -o "$IMAGES_TAR.tmp"
   mv "$IMAGES_TAR.tmp" "$IMAGES_TAR"
+  # Archives of earlier keys are dead weight.
+  find "$CERTCTL_CACHE/node" -name 'images-*.tar' ! -name "$(basename "$IMAGES_TAR")" -delete
 }
 go_keys=""
 for c in kubernetes etcd coredns pause kube-router crictl netprobe; do go_keys+="$(stage_key "go-$c") "; done
