@@ -70,10 +70,13 @@ start_docker() {
   die "dockerd did not answer within 60 s; see $DOCKER_LOG"
 }
 
-check_privileged() {
-  docker image inspect certctl-probe:base >/dev/null 2>&1 || return 0  # checked once images exist
-  docker run --rm --privileged certctl-probe:base true >/dev/null ||
-    die "privileged containers fail; check /etc/docker/daemon.json and $WRAPPER"
+# The running daemon must use the wrapper where the host needs it (a daemon
+# started earlier by someone else may not have read daemon.json).
+check_runtime() {
+  local rt; rt=$(docker info -f '{{.DefaultRuntime}}')
+  if lacks_sys_resource && [[ $rt != certctl-runc ]]; then
+    die "dockerd's default runtime is $rt, but this host lacks CAP_SYS_RESOURCE in its bounding set: privileged (kind) containers will fail. Restart dockerd so it reads /etc/docker/daemon.json"
+  fi
 }
 
 check_inotify() {
@@ -103,5 +106,6 @@ install_packages
 check_disk
 check_inotify
 if configure_docker; then start_docker yes; else start_docker no; fi
+check_runtime
 # /usr/sbin/dockerd 20.10 speaks API 1.41; a newer docker CLI earlier in PATH negotiates down.
 log "host ready: docker $(docker version -f '{{.Server.Version}}') runtime=$(docker info -f '{{.DefaultRuntime}}') ($(( $(date +%s) - t0 ))s)"
