@@ -36,3 +36,4 @@ pub mod timing;
 pub mod tls;
 pub mod wait;
 pub mod watchdog;
+pub mod postgres;
