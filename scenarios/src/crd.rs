@@ -104,7 +104,8 @@ impl CrdSchemas {
             for version in crd["spec"]["versions"].as_array().into_iter().flatten() {
                 let schema = &version["schema"]["openAPIV3Schema"];
                 if version["served"] == true && schema.is_object() {
-                    let api_version = format!("{group}/{}", version["name"].as_str().unwrap_or_default());
+                    let api_version =
+                        format!("{group}/{}", version["name"].as_str().unwrap_or_default());
                     self.schemas
                         .insert((api_version, kind.to_owned()), schema.clone());
                     added += 1;
@@ -130,7 +131,10 @@ pub fn validate(schema: &Value, value: &Value, path: &str, out: &mut Vec<(String
     let mut err = |p: &str, m: String| out.push((p.to_owned(), m));
     if value.is_null() {
         if schema["nullable"] != true {
-            err(path, "null is not allowed here (the API drops or refuses it)".into());
+            err(
+                path,
+                "null is not allowed here (the API drops or refuses it)".into(),
+            );
         }
         return;
     }
@@ -157,7 +161,10 @@ pub fn validate(schema: &Value, value: &Value, path: &str, out: &mut Vec<(String
     }
     if let Some(allowed) = schema["enum"].as_array() {
         if !allowed.contains(value) {
-            err(path, format!("{value} is not one of {}", Value::Array(allowed.clone())));
+            err(
+                path,
+                format!("{value} is not one of {}", Value::Array(allowed.clone())),
+            );
         }
     }
     match value {
@@ -172,7 +179,10 @@ pub fn validate(schema: &Value, value: &Value, path: &str, out: &mut Vec<(String
                 } else if additional.is_object() {
                     validate(additional, v, &p, out);
                 } else if !(preserve || *additional == true) {
-                    out.push((p, "unknown field at this position: the API would drop it".into()));
+                    out.push((
+                        p,
+                        "unknown field at this position: the API would drop it".into(),
+                    ));
                 }
             }
             for r in schema["required"].as_array().into_iter().flatten() {

@@ -49,9 +49,7 @@ pub fn check(object: &Object, crds: &CrdSchemas) -> Vec<Violation> {
             roundtrip::<rbac::v1::ClusterRoleBinding>(v)
         }
         ("networking.k8s.io/v1", "Ingress") => roundtrip::<networking::v1::Ingress>(v),
-        ("networking.k8s.io/v1", "NetworkPolicy") => {
-            roundtrip::<networking::v1::NetworkPolicy>(v)
-        }
+        ("networking.k8s.io/v1", "NetworkPolicy") => roundtrip::<networking::v1::NetworkPolicy>(v),
         ("policy/v1", "PodDisruptionBudget") => roundtrip::<policy::v1::PodDisruptionBudget>(v),
         (api_version, kind) => match crds.schema(api_version, kind) {
             Some(schema) => {
@@ -160,7 +158,10 @@ mod tests {
 
     #[test]
     fn clean_object_passes() {
-        let v = check(&deployment(json!({"runAsUser": 1000})), &CrdSchemas::empty());
+        let v = check(
+            &deployment(json!({"runAsUser": 1000})),
+            &CrdSchemas::empty(),
+        );
         assert!(v.is_empty(), "{v:?}");
     }
 
@@ -181,9 +182,15 @@ mod tests {
 
     #[test]
     fn wrong_type_is_caught() {
-        let v = check(&deployment(json!({"runAsUser": "root"})), &CrdSchemas::empty());
+        let v = check(
+            &deployment(json!({"runAsUser": "root"})),
+            &CrdSchemas::empty(),
+        );
         assert!(!v.is_empty());
-        assert!(v[0].problem.contains("does not match the API type"), "{v:?}");
+        assert!(
+            v[0].problem.contains("does not match the API type"),
+            "{v:?}"
+        );
     }
 
     #[test]

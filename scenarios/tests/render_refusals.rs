@@ -28,7 +28,10 @@ fn cases() -> Vec<(&'static str, Render, Vec<&'static str>)> {
         (
             "cert-manager without issuer",
             receipts::cert_manager().set("server.tls.certManager.issuerRef.name", ""),
-            vec!["needs an issuer", "--set server.tls.certManager.issuerRef.name=ISSUER"],
+            vec![
+                "needs an issuer",
+                "--set server.tls.certManager.issuerRef.name=ISSUER",
+            ],
         ),
         (
             "missing api key",
@@ -72,7 +75,10 @@ fn cases() -> Vec<(&'static str, Render, Vec<&'static str>)> {
         (
             "unknown auth type",
             receipts::default().set("server.auth.type", "basic"),
-            vec!["server.auth.type=\"basic\" is not supported", "--set server.auth.type=api-key"],
+            vec![
+                "server.auth.type=\"basic\" is not supported",
+                "--set server.auth.type=api-key",
+            ],
         ),
     ]
 }
@@ -113,7 +119,9 @@ fn each_refusal_is_lifted_by_the_value_it_names() {
         receipts::external_db()
             .set("externalDatabase.url", "")
             .set("externalDatabase.existingSecret", "db"),
-        receipts::default().set("server.auth.type", "none").set("server.auth.apiKey", ""),
+        receipts::default()
+            .set("server.auth.type", "none")
+            .set("server.auth.apiKey", ""),
     ];
     for (i, r) in render_all(&fixed).into_iter().enumerate() {
         if let Err(e) = r {
@@ -125,8 +133,8 @@ fn each_refusal_is_lifted_by_the_value_it_names() {
 /// There is no fallback password, ever.
 #[test]
 fn no_default_password_anywhere() {
-    let values = std::fs::read_to_string(certctl_scenarios::modes::chart_dir().join("values.yaml"))
-        .unwrap();
+    let values =
+        std::fs::read_to_string(certctl_scenarios::modes::chart_dir().join("values.yaml")).unwrap();
     assert!(!values.to_lowercase().contains("changeme"));
     let templates = certctl_scenarios::modes::chart_dir().join("templates");
     for entry in std::fs::read_dir(templates).unwrap() {

@@ -63,11 +63,20 @@ fn variants() -> Vec<(String, Render)> {
             "monitoring.serviceMonitor.relabelings",
             &json!([{"action": "replace", "targetLabel": "team", "replacement": "pki"}]),
         )
-        .set_json("monitoring.serviceMonitor.labels", &json!({"release": "prom"}))
-        .set_json("server.env", &json!({"EXTRA": "1", "FROM_SECRET": {"secretKeyRef": {"name": "s", "key": "k"}}}))
+        .set_json(
+            "monitoring.serviceMonitor.labels",
+            &json!({"release": "prom"}),
+        )
+        .set_json(
+            "server.env",
+            &json!({"EXTRA": "1", "FROM_SECRET": {"secretKeyRef": {"name": "s", "key": "k"}}}),
+        )
         .set_json("agent.env", &json!([{"name": "EXTRA", "value": "1"}]))
         .set_json("imagePullSecrets", &json!([{"name": "regcred"}]))
-        .set_json("server.tolerations", &json!([{"key": "k", "operator": "Exists", "effect": "NoSchedule"}]))
+        .set_json(
+            "server.tolerations",
+            &json!([{"key": "k", "operator": "Exists", "effect": "NoSchedule"}]),
+        )
         .set_json("server.nodeSelector", &json!({"kubernetes.io/os": "linux"}))
         .set_json(
             "server.affinity",
@@ -76,11 +85,23 @@ fn variants() -> Vec<(String, Render)> {
                  "labelSelector": {"matchLabels": {"app.kubernetes.io/component": "server"}}}}]}}),
         )
         .set_json("server.securityContext.supplementalGroups", &json!([2000]))
-        .set("server.securityContext.fsGroupChangePolicy", "OnRootMismatch")
-        .set_json("agent.securityContext.seLinuxOptions", &json!({"level": "s0:c1,c2"}))
+        .set(
+            "server.securityContext.fsGroupChangePolicy",
+            "OnRootMismatch",
+        )
+        .set_json(
+            "agent.securityContext.seLinuxOptions",
+            &json!({"level": "s0:c1,c2"}),
+        )
         .set("postgresql.storage.storageClass", "standard")
-        .set_json("postgresql.resources", &json!({"requests": {"cpu": "100m", "memory": "256Mi"}}))
-        .set_json("serviceAccount.annotations", &json!({"example.com/role": "certctl"}));
+        .set_json(
+            "postgresql.resources",
+            &json!({"requests": {"cpu": "100m", "memory": "256Mi"}}),
+        )
+        .set_json(
+            "serviceAccount.annotations",
+            &json!({"example.com/role": "certctl"}),
+        );
     v.push(("everything on".into(), everything));
     v.push((
         "pdb maxUnavailable".into(),
@@ -136,14 +157,32 @@ fn every_rendered_object_matches_the_kubernetes_schema() {
             );
         }
     }
-    assert!(problems.is_empty(), "schema violations:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "schema violations:\n{}",
+        problems.join("\n")
+    );
     // Every kind the chart can render was checked at least once.
     for kind in [
-        "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Secret", "Service",
-        "Deployment", "StatefulSet", "DaemonSet", "Ingress", "Certificate", "ServiceMonitor",
-        "PodDisruptionBudget", "NetworkPolicy",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "Secret",
+        "Service",
+        "Deployment",
+        "StatefulSet",
+        "DaemonSet",
+        "Ingress",
+        "Certificate",
+        "ServiceMonitor",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
     ] {
-        assert!(kinds.contains(kind), "{kind} never rendered, so never checked: {kinds:?}");
+        assert!(
+            kinds.contains(kind),
+            "{kind} never rendered, so never checked: {kinds:?}"
+        );
     }
 }
 
@@ -157,9 +196,15 @@ fn the_check_catches_a_misplaced_field_in_a_real_render() {
     server["spec"]["template"]["spec"]["securityContext"]["readOnlyRootFilesystem"] = json!(true);
     let v = strict::check(&Object(server), &crds);
     assert_eq!(v.len(), 1, "{v:?}");
-    assert_eq!(v[0].path, ".spec.template.spec.securityContext.readOnlyRootFilesystem");
+    assert_eq!(
+        v[0].path,
+        ".spec.template.spec.securityContext.readOnlyRootFilesystem"
+    );
 
-    let mut cert = rendered.expect("Certificate", "c-certctl-server-tls").0.clone();
+    let mut cert = rendered
+        .expect("Certificate", "c-certctl-server-tls")
+        .0
+        .clone();
     cert["spec"]["dnsName"] = json!(["x"]);
     let v = strict::check(&Object(cert), &crds);
     assert_eq!(v.len(), 1, "{v:?}");
@@ -183,38 +228,63 @@ fn security_context_is_split_by_scope_for_every_workload() {
             .set("server.securityContext.privileged", "false"),
     );
     let values = |component: &str| -> Value {
-        let text = std::fs::read_to_string(certctl_scenarios::modes::chart_dir().join("values.yaml"))
-            .unwrap();
+        let text =
+            std::fs::read_to_string(certctl_scenarios::modes::chart_dir().join("values.yaml"))
+                .unwrap();
         let v: Value = serde_yaml_ng::from_str(&text).unwrap();
         v[component]["securityContext"].clone()
     };
     for (kind, name, container, component, extra) in [
-        ("Deployment", "c-certctl-server", "server", "server", vec!["supplementalGroups", "privileged"]),
+        (
+            "Deployment",
+            "c-certctl-server",
+            "server",
+            "server",
+            vec!["supplementalGroups", "privileged"],
+        ),
         ("Deployment", "c-certctl-agent", "agent", "agent", vec![]),
-        ("StatefulSet", "c-certctl-postgres", "postgres", "postgresql", vec![]),
+        (
+            "StatefulSet",
+            "c-certctl-postgres",
+            "postgres",
+            "postgresql",
+            vec![],
+        ),
     ] {
         let o = r.expect(kind, name);
         let pod = &o.pod_spec().unwrap()["securityContext"];
         let ctr = &o.container(container).unwrap()["securityContext"];
         for k in keys(pod) {
-            assert!(POD_SCOPE.contains(&k.as_str()), "{kind}/{name}: {k} at pod scope");
+            assert!(
+                POD_SCOPE.contains(&k.as_str()),
+                "{kind}/{name}: {k} at pod scope"
+            );
         }
         for k in keys(ctr) {
-            assert!(CONTAINER_SCOPE.contains(&k.as_str()), "{kind}/{name}: {k} at container scope");
+            assert!(
+                CONTAINER_SCOPE.contains(&k.as_str()),
+                "{kind}/{name}: {k} at container scope"
+            );
         }
         let mut all: Vec<String> = keys(pod).into_iter().chain(keys(ctr)).collect();
         all.sort();
         let mut want: Vec<String> = keys(&values(component));
         want.extend(extra.iter().map(|s| (*s).to_owned()));
         want.sort();
-        assert_eq!(all, want, "{kind}/{name}: fields lost or invented by the split");
+        assert_eq!(
+            all, want,
+            "{kind}/{name}: fields lost or invented by the split"
+        );
         assert_eq!(ctr["readOnlyRootFilesystem"], true, "{kind}/{name}");
         assert_eq!(ctr["allowPrivilegeEscalation"], false, "{kind}/{name}");
         assert_eq!(ctr["capabilities"]["drop"], json!(["ALL"]), "{kind}/{name}");
         assert_eq!(pod["runAsNonRoot"], true, "{kind}/{name}");
     }
     let server = r.expect("Deployment", "c-certctl-server");
-    assert_eq!(server.pod_spec().unwrap()["securityContext"]["runAsUser"], 1000);
+    assert_eq!(
+        server.pod_spec().unwrap()["securityContext"]["runAsUser"],
+        1000
+    );
     let pg = r.expect("StatefulSet", "c-certctl-postgres");
     assert_eq!(pg.pod_spec().unwrap()["securityContext"]["runAsUser"], 999);
     assert_eq!(pg.pod_spec().unwrap()["securityContext"]["fsGroup"], 999);

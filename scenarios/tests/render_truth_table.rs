@@ -12,7 +12,10 @@ use support::{receipts, render_all};
 const F: &str = "c-certctl";
 
 fn set(items: &[(&str, String)]) -> BTreeSet<(String, String)> {
-    items.iter().map(|(k, n)| ((*k).to_owned(), n.clone())).collect()
+    items
+        .iter()
+        .map(|(k, n)| ((*k).to_owned(), n.clone()))
+        .collect()
 }
 
 fn default_set() -> Vec<(&'static str, String)> {
@@ -64,7 +67,10 @@ fn render_everything() -> Vec<(String, Mode, Rendered)> {
         renders.push(receipt(mode));
         labels.push((format!("receipt {mode}"), mode));
         renders.push(Render::mode(mode));
-        labels.push((format!("values file {}", mode.values_file().display()), mode));
+        labels.push((
+            format!("values file {}", mode.values_file().display()),
+            mode,
+        ));
     }
     render_all(&renders)
         .into_iter()
@@ -111,7 +117,11 @@ fn external_mode_has_no_postgres_anything() {
             continue;
         }
         for o in &rendered.objects {
-            assert!(!o.name().contains("postgres"), "{label}: {} rendered", o.id());
+            assert!(
+                !o.name().contains("postgres"),
+                "{label}: {} rendered",
+                o.id()
+            );
         }
         assert!(
             !rendered.yaml.contains("POSTGRES_PASSWORD"),
@@ -123,7 +133,10 @@ fn external_mode_has_no_postgres_anything() {
         );
         let server = rendered.expect("Deployment", &format!("{F}-server"));
         let env = support::env_of(server.container("server").unwrap());
-        let url = env.iter().find(|(n, _)| n == "CERTCTL_DATABASE_URL").unwrap();
+        let url = env
+            .iter()
+            .find(|(n, _)| n == "CERTCTL_DATABASE_URL")
+            .unwrap();
         assert_eq!(
             url.1["secretKeyRef"]["name"],
             format!("{F}-server"),
@@ -152,7 +165,10 @@ fn cert_manager_and_ha_add_exactly_their_objects_to_default() {
             vec![("Certificate".to_owned(), format!("{F}-server-tls"))],
             "{prefix}"
         );
-        let ha: BTreeSet<_> = get(prefix, Mode::Ha).difference(&default).cloned().collect();
+        let ha: BTreeSet<_> = get(prefix, Mode::Ha)
+            .difference(&default)
+            .cloned()
+            .collect();
         assert_eq!(
             ha,
             set(&[

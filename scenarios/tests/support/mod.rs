@@ -59,7 +59,10 @@ pub mod receipts {
         Render::new()
             .set("server.tls.existingSecret", "ci")
             .set("postgresql.enabled", "false")
-            .set("externalDatabase.url", "postgres://u:p@h:5432/db?sslmode=require")
+            .set(
+                "externalDatabase.url",
+                "postgres://u:p@h:5432/db?sslmode=require",
+            )
             .set("server.auth.apiKey", "k")
     }
     /// cert-manager: +1 Certificate.
