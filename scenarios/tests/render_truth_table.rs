@@ -205,3 +205,27 @@ fn cluster_scoped_names_are_release_scoped() {
     assert!(names[0].is_disjoint(&names[1]), "{names:?}");
     assert!(names[0].is_disjoint(&names[2]), "{names:?}");
 }
+
+/// The user-facing examples render the same objects as the modes, once the secrets the
+/// examples leave out are passed with `--set`.
+#[test]
+fn chart_examples_render_like_their_modes() {
+    let examples = certctl_scenarios::modes::chart_dir().join("examples");
+    let renders: Vec<Render> = Mode::ALL
+        .into_iter()
+        .map(|m| {
+            let r = Render::new()
+                .values(examples.join(format!("{}.yaml", m.name())))
+                .set("server.auth.apiKey", "k");
+            if m == Mode::ExternalDb {
+                r
+            } else {
+                r.set("postgresql.auth.password", "p")
+            }
+        })
+        .collect();
+    for (mode, r) in Mode::ALL.into_iter().zip(render_all(&renders)) {
+        let r = r.unwrap_or_else(|e| panic!("example {mode}: {e}"));
+        assert_eq!(r.kinds_and_names(), expected(mode), "example {mode}");
+    }
+}
