@@ -110,6 +110,7 @@ k -n smoke-a wait --for=condition=Ready pod/client --timeout=180s
 server_ip=$(k -n smoke-b get pod server -o jsonpath='{.status.podIP}')
 log "server pod on $(k -n smoke-b get pod server -o jsonpath='{.spec.nodeName}') at $server_ip; client on $(k -n smoke-a get pod client -o jsonpath='{.spec.nodeName}')"
 
+k -n kube-system wait --for=condition=Available deployment/coredns --timeout=180s
 poll "CoreDNS resolves kubernetes.default.svc.cluster.local" 120 \
   k -n smoke-a exec client -- /usr/local/bin/netprobe dns kubernetes.default.svc.cluster.local
 reach() { k -n smoke-a exec client -- /usr/local/bin/netprobe connect "$server_ip:8080" 2s; }
