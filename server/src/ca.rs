@@ -111,7 +111,11 @@ fn random_serial() -> (SerialNumber, String) {
     rand::rng().fill_bytes(&mut bytes);
     // Positive and minimal in DER: top bit clear, first byte non-zero.
     bytes[0] = (bytes[0] & 0x7f).max(1);
-    let hex = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = bytes.iter().fold(String::with_capacity(32), |mut out, b| {
+        use std::fmt::Write;
+        let _ = write!(out, "{b:02x}");
+        out
+    });
     (SerialNumber::from_slice(&bytes), hex)
 }
 

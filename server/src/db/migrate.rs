@@ -4,7 +4,7 @@
 use sqlx::postgres::PgPool;
 
 /// Advisory lock key shared by every replica ("certctl" in ASCII).
-const MIGRATION_LOCK: i64 = 0x6365_7274_6374_6c;
+const MIGRATION_LOCK: i64 = 0x0063_6572_7463_746c;
 
 /// One schema step. Versions are applied in order and never edited once released.
 struct Migration {

@@ -43,7 +43,7 @@ macro_rules! cert_columns {
 #[derive(Debug)]
 pub enum Created {
     /// Created, with the id of the queued CSR job.
-    Ok(Certificate, Uuid),
+    Ok(Box<Certificate>, Uuid),
     /// No such agent.
     UnknownAgent,
     /// The agent is retired and will never fetch work.
@@ -85,7 +85,7 @@ pub async fn create(
         .await?
         .expect("a new certificate has no pending job yet");
     tx.commit().await?;
-    Ok(Created::Ok(cert, job))
+    Ok(Created::Ok(Box::new(cert), job))
 }
 
 /// All certificates, newest first.

@@ -171,8 +171,10 @@ pub async fn report(
     let Some(status) = status else {
         return Ok(Reported::UnknownJob);
     };
+    if status == report.as_str() {
+        return Ok(Reported::Ok);
+    }
     let allowed = match report {
-        _ if status == report.as_str() => return Ok(Reported::Ok),
         Report::Completed => status == "submitted",
         Report::Failed => status == "pending" || status == "submitted",
     };

@@ -179,7 +179,7 @@ async fn bad_input_gets_specific_json_errors_and_retired_agents_get_410() {
     let unknown = uuid::Uuid::new_v4();
     for path in [
         format!("/agents/{unknown}/work"),
-        format!("/agents/not-a-uuid/work"),
+        "/agents/not-a-uuid/work".to_string(),
         format!("/certificates/{unknown}"),
         format!("/agents/{unknown}/certificates/{unknown}"),
         "/no/such/route".to_string(),
