@@ -40,7 +40,7 @@ async fn broken_chart_fails_the_read_only_root_check() {
     assert!(!failure.failures.is_empty());
     for (step, message) in &failure.failures {
         assert!(step.starts_with("securityContext "), "an unrelated step failed: {step}: {message}");
-        assert!(message.contains("root filesystem is writable"), "{step} failed for another reason: {message}");
+        assert!(message.contains("readOnlyRootFilesystem not enforced"), "{step} failed for another reason: {message}");
     }
     let failed_steps: Vec<&str> = failure.failures.iter().map(|(s, _)| s.as_str()).collect();
     assert!(failed_steps.iter().any(|s| s.contains("-server-")), "the server container was not caught: {failed_steps:?}");

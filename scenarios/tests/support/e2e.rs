@@ -160,9 +160,11 @@ async fn security_context(pods: &Api<Pod>, pod: &str, container: &str, want_uid:
         !write.success(),
         "writing to / in {pod}/{container} SUCCEEDED: the root filesystem is writable (readOnlyRootFilesystem not enforced)"
     );
+    // A read-only mount answers EROFS before any permission check; EACCES
+    // means the mount is writable and only file modes stopped this uid.
     ensure!(
         write.stderr.contains("Read-only file system"),
-        "writing to / in {pod}/{container} failed, but not with EROFS: {:?}",
+        "writing to / in {pod}/{container} failed with {:?} instead of EROFS: the root filesystem is mounted read-write (readOnlyRootFilesystem not enforced)",
         write.stderr.trim()
     );
     ensure!(want_uid > 0, "the installed values give runAsUser {want_uid}: not a non-root uid");
