@@ -116,13 +116,15 @@ impl TestEnv {
         let tools = tools?;
 
         let start = Instant::now();
-        let mut req = Requirements::default();
-        req.tools = vec![
-            ("kind".into(), tools.kind.path.clone()),
-            ("helm".into(), tools.helm.path.clone()),
-            ("kubectl".into(), tools.kubectl.path.clone()),
-        ];
-        req.disk_paths = vec![crate::tools::cache_dir()];
+        let mut req = Requirements {
+            tools: vec![
+                ("kind".into(), tools.kind.path.clone()),
+                ("helm".into(), tools.helm.path.clone()),
+                ("kubectl".into(), tools.kubectl.path.clone()),
+            ],
+            disk_paths: vec![crate::tools::cache_dir()],
+            ..Requirements::default()
+        };
         if kubeconfig.is_some() {
             // Someone else's cluster: no local nodes, so only tools matter.
             req.min_inotify_watches = 0;

@@ -503,7 +503,7 @@ mod tests {
         pg.create_role("app", "right").await.unwrap();
         pg.create_database("appdb", "app").await.unwrap();
         let good: PgConnectOptions = pg.url("app", "right", "appdb").parse().unwrap();
-        let mut conn = PgConnection::connect_with(&good.clone().application_name("probe")).await.expect("right password works");
+        let conn = PgConnection::connect_with(&good.clone().application_name("probe")).await.expect("right password works");
         assert_eq!(pg.count_connections("probe").await.unwrap(), 1);
         conn.close().await.unwrap();
 

@@ -146,9 +146,7 @@ fn check_disk(path: &Path, min_gib: u64, problems: &mut Vec<Problem>) {
     match free_gib(existing) {
         Some(free) if free < min_gib => problems.push(Problem {
             what: format!("only {free} GiB free under {} (need {min_gib} GiB)", path.display()),
-            fix: format!(
-                "free space there (e.g. `docker system prune`, or remove old clusters: `kind get clusters`) or point CERTCTL_CACHE elsewhere"
-            ),
+            fix: "free space there (e.g. `docker system prune`, or remove old clusters: `kind get clusters`) or point CERTCTL_CACHE elsewhere".to_string(),
         }),
         Some(_) => {}
         None => problems.push(Problem {

@@ -126,7 +126,7 @@ impl ProbePod {
         .expect("static pod shape");
         let api_err = |source| ProbeError::Api { name: name.to_string(), source };
         pods.create(&PostParams::default(), &pod).await.map_err(api_err)?;
-        crate::pods::wait_pods_ready(&pods, &format!("{}", selector_of(&labels)), 1, Deadline::secs(120)).await?;
+        crate::pods::wait_pods_ready(&pods, &selector_of(&labels).to_string(), 1, Deadline::secs(120)).await?;
         Ok(Self { pods, name: name.to_string(), namespace: namespace.to_string(), tool })
     }
 

@@ -237,15 +237,14 @@ impl Scenario {
             Ok(p) => eprintln!("junit: {}", p.display()),
             Err(e) => eprintln!("junit could not be written: {e}"),
         }
-        if !failed || self.expect_failure {
-            if self.env.keep != crate::keep::KeepPolicy::Always {
+        if (!failed || self.expect_failure)
+            && self.env.keep != crate::keep::KeepPolicy::Always {
                 if let Some(release) = &self.release {
                     let _ = self.helm.uninstall(release, &self.namespace).await;
                 }
                 let nss: Api<Namespace> = Api::all(self.client.clone());
                 let _ = nss.delete(&self.namespace, &DeleteParams::default()).await;
             }
-        }
         if !failed {
             return Ok(());
         }

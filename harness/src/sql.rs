@@ -90,9 +90,7 @@ impl PsqlTarget {
     async fn raw(&self, pods: &Api<Pod>, sql: &str) -> Result<String, SqlError> {
         // -h 127.0.0.1 uses TCP inside the pod, so the image's password auth
         // (PGPASSWORD from the pod env) applies as it does for the server.
-        let script = format!(
-            "PGPASSWORD=\"${{POSTGRES_PASSWORD:-}}\" exec psql -h 127.0.0.1 -U \"$1\" -d \"$2\" -v ON_ERROR_STOP=1 -X -A -t -F '|' -c \"$3\""
-        );
+        let script = "PGPASSWORD=\"${POSTGRES_PASSWORD:-}\" exec psql -h 127.0.0.1 -U \"$1\" -d \"$2\" -v ON_ERROR_STOP=1 -X -A -t -F '|' -c \"$3\"".to_string();
         let out = exec(pods, &self.pod, &self.container, &["sh", "-c", &script, "psql", &self.user, &self.database, sql]).await?;
         if !out.success() {
             return Err(SqlError::Psql { code: out.code, stderr: out.stderr.trim().to_string() });

@@ -195,16 +195,15 @@ where
     let start = Instant::now();
     let mut transient_errors = 0;
     loop {
-        let last_seen;
-        match probe().await {
+        let last_seen = match probe().await {
             Ok(Poll::Ready(v)) => return Ok(v),
-            Ok(Poll::Pending(seen)) => last_seen = seen,
+            Ok(Poll::Pending(seen)) => seen,
             Err(e) if is_transient(&e) => {
                 transient_errors += 1;
-                last_seen = format!("transient API error: {e}");
+                format!("transient API error: {e}")
             }
             Err(source) => return Err(WaitError::Failed { what: what.to_string(), source }),
-        }
+        };
         if start.elapsed() >= deadline.timeout {
             return Err(WaitError::Timeout {
                 what: what.to_string(),
