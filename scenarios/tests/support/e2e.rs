@@ -70,7 +70,12 @@ pub async fn default_mode(env: &'static TestEnv, name: &str, release: &str, char
             "env": {"CERTCTL_AUTH_SCOPED_KEYS": format!("{AGENT_ONLY_KEY}=agent.register,agent.heartbeat,agent.job.poll")},
         },
         "agent": {"image": env.images.agent.values()},
-        "postgresql": {"image": env.images.postgres.values(), "storage": {"size": "1Gi"}},
+        // kind's default StorageClass makes host-path volumes, which ignore fsGroup.
+        "postgresql": {
+            "image": env.images.postgres.values(),
+            "storage": {"size": "1Gi"},
+            "volumePermissions": {"enabled": true},
+        },
     }));
     let rel = helm_args.iter().fold(rel, |r, a| r.arg(a));
     s.release = Some(release.to_string());
