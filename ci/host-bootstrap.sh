@@ -63,7 +63,8 @@ start_docker() {
       local i; for i in $(seq 30); do docker_answers || break; sleep 1; done
     fi
     log "starting dockerd (log: $DOCKER_LOG)"
-    as_root sh -c "nohup /usr/sbin/dockerd >>$DOCKER_LOG 2>&1 & echo \$! >/run/certctl-dockerd.pid"
+    # A session of its own: the daemon must outlive the shell (and process group) that started it.
+    as_root sh -c "setsid nohup /usr/sbin/dockerd >>$DOCKER_LOG 2>&1 </dev/null & echo \$! >/run/certctl-dockerd.pid"
   fi
   local i
   for i in $(seq 60); do docker_answers && return 0; sleep 1; done
