@@ -170,3 +170,14 @@ Template-time refusals. Each message says exactly what to set.
 {{- fail "externalDatabase.url is required with postgresql.enabled=false: --set externalDatabase.url='postgres://USER:PASSWORD@HOST:5432/DB?sslmode=require' (or --set externalDatabase.existingSecret=NAME holding key database-url)" -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+Where the agent's key volume is mounted: the parent of agent.keyDir.
+*/}}
+{{- define "certctl.agentKeyVolumePath" -}}
+{{- $parent := dir (clean .Values.agent.keyDir) -}}
+{{- if or (eq $parent "/") (eq $parent ".") -}}
+{{- fail (printf "agent.keyDir %q must be an absolute path at least two levels deep (e.g. /var/lib/certctl/keys): its parent directory is mounted as the agent's writable volume" .Values.agent.keyDir) -}}
+{{- end -}}
+{{- $parent -}}
+{{- end }}
