@@ -283,9 +283,10 @@ fn agent_gets_identity_key_server_url_and_ca() {
     );
     let keys = vols.iter().find(|v| v["name"] == "keys").unwrap();
     assert_eq!(keys["emptyDir"], json!({}));
+    // The volume holds the key directory's parent, so the agent owns the 0700 key directory.
     assert!(mounts
         .iter()
-        .any(|m| m["name"] == "keys" && m["mountPath"] == "/var/lib/certctl/keys"));
+        .any(|m| m["name"] == "keys" && m["mountPath"] == "/var/lib/certctl"));
     assert_eq!(
         c["livenessProbe"]["exec"]["command"],
         json!(["certctl-agent", "health"])
