@@ -3,7 +3,7 @@
 //! A live test reads like the chart's promises:
 //! ```no_run
 //! use certctl_harness::{env::TestEnv, scenario::Scenario, helm::Release};
-//! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn f() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! let env = TestEnv::shared_async(Default::default()).await?;   // preflight, images, cluster: once
 //! let mut s = Scenario::start(env, "default").await?;            // namespace e2e-default
 //! let rel = Release::new("c", &s.namespace, &env.workspace.join("chart"));
