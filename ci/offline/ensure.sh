@@ -47,8 +47,8 @@ if [[ $source_mode == offline ]]; then
     cp "$CERTCTL_CACHE/go/kubernetes/$KUBERNETES_VERSION/kubectl" "$kubectl_dir/kubectl"
   fi
 fi
-# Pinned kind and kubectl (ci/tools.sh owns the tools; build kind ourselves if that script is absent).
-if [[ -f $CI_DIR/tools.sh ]]; then bash "$CI_DIR/tools.sh" kind kubectl >&2; else bash "$CI_DIR/offline/go-build.sh" kind; fi
+# Pinned kind and kubectl: ci/tools.sh owns the tools.
+bash "$CI_DIR/tools.sh" kind kubectl >&2
 
 if [[ -n $rootfs_pid ]]; then
   wait "$rootfs_pid" || log "background rootfs build failed (see $rootfs_log); the stages below retry it"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the Go programs the offline node image needs, one at a time, niced,
 # cached under $CERTCTL_CACHE/go/<name>/<version>/ and skipped when unchanged.
-#   usage: ci/offline/go-build.sh [kubernetes|etcd|coredns|kube-router|crictl|pause|netprobe|kind|all]...
+#   usage: ci/offline/go-build.sh [kubernetes|etcd|coredns|kube-router|crictl|pause|netprobe|all]...
+#          (kind, helm and kubectl are built by ci/tools.sh)
 #          ci/offline/go-build.sh key NAME     (print the stage key of NAME)
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 SELF="$CI_DIR/offline/go-build.sh"
@@ -74,8 +75,18 @@ go_install() {
   finish "$out.tmp" "$out"
 }
 
+# CoreDNS through our own main (ci/offline/coredns) linking only the plugins a
+# kubeadm Corefile uses: the upstream main's cloud SDKs tripled the cold build.
 build_coredns() {
-  go_install "$GO_OUT/coredns/$COREDNS_VERSION" "github.com/coredns/coredns@$COREDNS_VERSION"
+  local out="$GO_OUT/coredns/$COREDNS_VERSION" w="$WORK/coredns"
+  new_wrapper "$w" certctl.local/coredns-build
+  printf 'require github.com/coredns/coredns %s\n' "$COREDNS_VERSION" >>"$w/go.mod"
+  cp "$CI_DIR/offline/coredns/main.go" "$w/"
+  rm -rf "$out.tmp"; mkdir -p "$out.tmp"
+  (cd "$w" && go_nice build -trimpath -ldflags "-s -w" -o "$out.tmp/coredns" .)
+  local plugins; plugins=$("$out.tmp/coredns" -plugins)
+  grep -qxE '[[:space:]]*kubernetes' <<<"$plugins" || die "coredns was built without its kubernetes plugin: $plugins"
+  finish "$out.tmp" "$out"
 }
 
 # kube-router pins a netlink pseudo-version the module proxy does not serve; a
@@ -114,29 +125,20 @@ build_netprobe() {
   finish "$out.tmp" "$out"
 }
 
-# kind, in the tools layout ci/tools.sh also uses.
-build_kind() {
-  local out="$CERTCTL_CACHE/tools/kind/$KIND_VERSION"
-  rm -rf "$out.tmp"; mkdir -p "$out.tmp"
-  (cd /tmp && GOBIN="$out.tmp" go_nice install -trimpath -ldflags "-s -w" "sigs.k8s.io/kind@$KIND_VERSION")
-  finish "$out.tmp" "$out"
-}
-
 # component_key NAME: sets ver, dir and key for one component.
 component_key() {
   local name=$1 extra=""
   case $name in
     kubernetes) ver=$KUBERNETES_VERSION extra="${k8s_cmds[*]}" ;;
     etcd) ver=$ETCD_VERSION ;;
-    coredns) ver=$COREDNS_VERSION ;;
+    coredns) ver=$COREDNS_VERSION extra="$CI_DIR/offline/coredns" ;;
     kube-router) ver=$KUBE_ROUTER_VERSION extra=$KUBE_ROUTER_NETLINK_VERSION ;;
     pause) ver=$PAUSE_VERSION extra="$CI_DIR/offline/pause" ;;
     netprobe) ver=$NETPROBE_VERSION extra="$CI_DIR/offline/netprobe" ;;
-    kind) ver=$KIND_VERSION ;;
     crictl) ver=$CRICTL_VERSION ;;
     *) die "unknown Go component: $name" ;;
   esac
-  dir="$GO_OUT/$name/$ver"; [[ $name == kind ]] && dir="$CERTCTL_CACHE/tools/kind/$ver"
+  dir="$GO_OUT/$name/$ver"
   # Each component's key covers its own build function only, so editing one
   # build does not invalidate the others.
   key=$(hash_key "$name" "$ver" "$(declare -f "build_${name//-/_}" go_nice go_install new_wrapper)" $extra)
@@ -145,8 +147,6 @@ component_key() {
 build_one() {
   local name=$1 ver dir key
   component_key "$name"
-  # A kind binary already at the pinned version (e.g. from ci/tools.sh) is used as is.
-  if [[ $name == kind && -x $dir/kind ]]; then printf 'stage %-22s %-7s %4ss\n' "go-kind:" skipped 0 >&2; return; fi
   # The stamp alone is not trusted if the output went missing.
   [[ -d "$dir" ]] || rm -f "$CERTCTL_CACHE/stamps/go-$name"
   stage "go-$name" "$key" "build_${name//-/_}"
