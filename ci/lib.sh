@@ -9,7 +9,7 @@ export CERTCTL_CACHE="${CERTCTL_CACHE:-$HOME/.cache/certctl-proof}"
 # shellcheck source=versions.env
 source "$CI_DIR/versions.env"
 export PATH="/usr/local/go/bin:$PATH"
-mkdir -p "$CERTCTL_CACHE/stamps"
+mkdir -p "$CERTCTL_CACHE/stamps" "$CERTCTL_CACHE/logs"
 
 log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
