@@ -50,7 +50,9 @@ build_kubernetes() {
   for c in "${k8s_cmds[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
   rm -rf "$out.tmp"; mkdir -p "$out.tmp"
   (cd "$w" && go_nice build -trimpath -ldflags "$ld" -o "$out.tmp/" "${pkgs[@]}")
-  "$out.tmp/kubeadm" version -o short | grep -qx "$v" || die "kubeadm reports $("$out.tmp/kubeadm" version -o short), want $v"
+  # Captured, not piped into grep -q: under pipefail an early grep exit fails the pipe with SIGPIPE.
+  local reported; reported=$("$out.tmp/kubeadm" version -o short)
+  [[ $reported == "$v" ]] || die "kubeadm reports $reported, want $v"
   finish "$out.tmp" "$out"
 }
 
@@ -63,7 +65,8 @@ build_etcd() {
   printf 'require go.etcd.io/etcd/server/v3 %s\n' "$ETCD_VERSION" >>"$w/go.mod"
   rm -rf "$out.tmp"; mkdir -p "$out.tmp"
   (cd "$w" && go_nice build -trimpath -ldflags "-s -w" -o "$out.tmp/etcd" go.etcd.io/etcd/server/v3)
-  "$out.tmp/etcd" --version | grep -q "etcd Version: ${ETCD_VERSION#v}" || die "etcd reports the wrong version"
+  local reported; reported=$("$out.tmp/etcd" --version)
+  grep -qx "etcd Version: ${ETCD_VERSION#v}" <<<"$reported" || die "etcd reports the wrong version: $reported"
   finish "$out.tmp" "$out"
 }
 
