@@ -374,9 +374,14 @@ impl Cluster {
     pub async fn client(&self) -> Result<kube::Client, ClusterError> {
         let bad = |e: Box<dyn std::error::Error + Send + Sync>| ClusterError::Kubeconfig { path: self.kubeconfig.clone(), source: e };
         let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).map_err(|e| bad(Box::new(e)))?;
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        let mut cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
             .await
             .map_err(|e| bad(Box::new(e)))?;
+        // kube retries 429/503/504 by default. A 429 is also how the Eviction
+        // API says "a PodDisruptionBudget refuses": retried, it becomes a 201
+        // once a replacement is Ready and the refusal is never seen. The
+        // harness's waits retry (and count) transient errors themselves.
+        cfg.default_retry = false;
         kube::Client::try_from(cfg).map_err(|e| bad(Box::new(e)))
     }
 

@@ -49,6 +49,8 @@ impl Eviction {
 
 /// Asks the API to evict `pod`. Any answer the API gives — success or a
 /// refusal — is an `Ok(Eviction)`; only transport failures are `Err`.
+/// The client must not retry 429s (clients from [`crate::cluster::Cluster::client`]
+/// do not): a retried refusal turns into a success once the budget recovers.
 ///
 /// # Errors
 /// Non-API errors (connection, serialization).

@@ -21,6 +21,7 @@ pub mod diagnostics;
 pub mod env;
 pub mod evict;
 pub mod exec;
+pub mod external_db;
 pub mod helm;
 pub mod images;
 pub mod junit;

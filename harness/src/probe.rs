@@ -92,8 +92,12 @@ pub enum ProbeError {
 pub struct ProbePod {
     pods: Api<Pod>,
     name: String,
+    container: String,
     namespace: String,
     tool: ProbeTool,
+    /// Created by [`ProbePod::start`] (deleted by [`ProbePod::delete`]), or
+    /// a workload's pod borrowed by [`ProbePod::existing`] (never deleted).
+    owned: bool,
 }
 
 impl ProbePod {
@@ -127,7 +131,24 @@ impl ProbePod {
         let api_err = |source| ProbeError::Api { name: name.to_string(), source };
         pods.create(&PostParams::default(), &pod).await.map_err(api_err)?;
         crate::pods::wait_pods_ready(&pods, &selector_of(&labels).to_string(), 1, Deadline::secs(120)).await?;
-        Ok(Self { pods, name: name.to_string(), namespace: namespace.to_string(), tool })
+        Ok(Self { pods, name: name.to_string(), container: "probe".into(), namespace: namespace.to_string(), tool, owned: true })
+    }
+
+    /// Probes from a pod that already runs (a workload's own pod, so the
+    /// check travels the path the workload uses); `container` must have the
+    /// tool (`bash` and `timeout` for [`ProbeTool::Bash`]).
+    ///
+    /// # Example
+    /// ```no_run
+    /// # async fn f(client: kube::Client) -> Result<(), certctl_harness::probe::ProbeError> {
+    /// use certctl_harness::probe::{ProbePod, ProbeTool, Verdict};
+    /// let agent = ProbePod::existing(kube::Api::namespaced(client, "ns"), "c-certctl-agent-x", "agent", ProbeTool::Bash);
+    /// agent.expect("c-certctl-server.ns.svc:8443", Verdict::Connected, std::time::Duration::from_secs(30), std::time::Duration::from_secs(5)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn existing(pods: Api<Pod>, pod: &str, container: &str, tool: ProbeTool) -> Self {
+        let namespace = pods.namespace().unwrap_or_default().to_string();
+        Self { pods, name: pod.to_string(), container: container.to_string(), namespace, tool, owned: false }
     }
 
     /// One connection attempt to `target` (`host:port`).
@@ -144,11 +165,11 @@ impl ProbePod {
     pub async fn connect(&self, target: &str, timeout: Duration) -> Result<Verdict, ExecError> {
         let secs = timeout.as_secs().max(1).to_string();
         let out = match self.tool {
-            ProbeTool::Netprobe => exec(&self.pods, &self.name, "probe", &["netprobe", "connect", target, &format!("{secs}s")]).await?,
+            ProbeTool::Netprobe => exec(&self.pods, &self.name, &self.container, &["netprobe", "connect", target, &format!("{secs}s")]).await?,
             ProbeTool::Bash => {
                 let (host, port) = target.rsplit_once(':').unwrap_or((target, "80"));
                 let script = format!("exec 3<>/dev/tcp/{host}/{port}");
-                exec(&self.pods, &self.name, "probe", &["timeout", &secs, "bash", "-c", &script]).await?
+                exec(&self.pods, &self.name, &self.container, &["timeout", &secs, "bash", "-c", &script]).await?
             }
         };
         Ok(classify(self.tool, out.code, &format!("{}{}", out.stdout, out.stderr)))
@@ -196,7 +217,7 @@ impl ProbePod {
         Ok(())
     }
 
-    /// Deletes the pod.
+    /// Deletes the pod (a borrowed one is left alone).
     ///
     /// # Errors
     /// [`ProbeError::Api`].
@@ -208,6 +229,9 @@ impl ProbePod {
     /// # Ok(()) }
     /// ```
     pub async fn delete(self) -> Result<(), ProbeError> {
+        if !self.owned {
+            return Ok(());
+        }
         self.pods.delete(&self.name, &DeleteParams::default()).await.map(|_| ()).map_err(|source| ProbeError::Api { name: self.name.clone(), source })
     }
 }

@@ -257,7 +257,7 @@ impl Scenario {
         text.push_str(&format!("diagnostics bundle: {}\n", bundle.display()));
         if kept {
             text.push_str(&format!(
-                "cluster kept (CERTCTL_KEEP={}); reproduce and inspect:\n{}  kubectl -n {ns} get all,events\n  {helm} --kubeconfig {kc} -n {ns} get values {rel}\n  CERTCTL_CLUSTER={name} cargo test -p certctl-scenarios --features e2e --test e2e_{scn}\n",
+                "cluster kept (CERTCTL_KEEP={}); reproduce and inspect:\n{}  kubectl -n {ns} get all,events\n  {helm} --kubeconfig {kc} -n {ns} get values {rel}\n  CERTCTL_CLUSTER={name} cargo test -p certctl-scenarios --features e2e {rerun}\n",
                 self.env.keep,
                 self.env.cluster.reproduce_commands(),
                 ns = self.namespace,
@@ -265,7 +265,7 @@ impl Scenario {
                 kc = self.env.cluster.kubeconfig.display(),
                 rel = self.release.clone().unwrap_or_default(),
                 name = self.env.cluster.name,
-                scn = self.name.split('-').next().unwrap_or(&self.name),
+                rerun = rerun_filter(),
             ));
         } else {
             text.push_str(&format!("cluster not kept (CERTCTL_KEEP={}); rerun with CERTCTL_KEEP=on-failure to inspect it\n", self.env.keep));
@@ -294,6 +294,22 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 
 fn indent(s: &str) -> String {
     s.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+}
+
+/// `--test <binary> -- <test>` for the running test: the binary from the
+/// executable's name (`e2e_modes-<hash>`), the test from libtest's thread
+/// name (the test's own future runs on it).
+fn rerun_filter() -> String {
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .map(|stem| stem.rsplit_once('-').map_or(stem.clone(), |(name, _)| name.to_string()));
+    let test = std::thread::current().name().filter(|n| *n != "main" && !n.starts_with("tokio")).map(String::from);
+    match (binary, test) {
+        (Some(b), Some(t)) => format!("--test {b} -- --exact {t}"),
+        (Some(b), None) => format!("--test {b}"),
+        _ => String::new(),
+    }
 }
 
 #[cfg(test)]

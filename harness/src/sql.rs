@@ -40,6 +40,19 @@ pub struct PsqlTarget {
     pub database: String,
     /// Role to connect as.
     pub user: String,
+    /// How psql reaches the server.
+    pub via: Via,
+}
+
+/// How psql connects inside the pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// TCP to 127.0.0.1 with the pod's `POSTGRES_PASSWORD`: the password
+    /// path the server uses.
+    Tcp,
+    /// The local socket, which the image trusts: works when the configured
+    /// password no longer matches the role's (the remedy for 28P01 runs here).
+    Socket,
 }
 
 impl PsqlTarget {
@@ -50,7 +63,19 @@ impl PsqlTarget {
     /// let _ = certctl_harness::sql::PsqlTarget::new("p", "c", "db", "u");
     /// ```
     pub fn new(pod: &str, container: &str, database: &str, user: &str) -> Self {
-        Self { pod: pod.into(), container: container.into(), database: database.into(), user: user.into() }
+        Self { pod: pod.into(), container: container.into(), database: database.into(), user: user.into(), via: Via::Tcp }
+    }
+
+    /// The same target over the local socket (see [`Via::Socket`]).
+    ///
+    /// # Example
+    /// ```
+    /// use certctl_harness::sql::{PsqlTarget, Via};
+    /// assert_eq!(PsqlTarget::new("p", "c", "db", "u").over_socket().via, Via::Socket);
+    /// ```
+    pub fn over_socket(mut self) -> Self {
+        self.via = Via::Socket;
+        self
     }
 
     /// Runs `sql` and returns its rows, fields split on `|`.
@@ -90,8 +115,11 @@ impl PsqlTarget {
     async fn raw(&self, pods: &Api<Pod>, sql: &str) -> Result<String, SqlError> {
         // -h 127.0.0.1 uses TCP inside the pod, so the image's password auth
         // (PGPASSWORD from the pod env) applies as it does for the server.
-        let script = "PGPASSWORD=\"${POSTGRES_PASSWORD:-}\" exec psql -h 127.0.0.1 -U \"$1\" -d \"$2\" -v ON_ERROR_STOP=1 -X -A -t -F '|' -c \"$3\"".to_string();
-        let out = exec(pods, &self.pod, &self.container, &["sh", "-c", &script, "psql", &self.user, &self.database, sql]).await?;
+        let script = match self.via {
+            Via::Tcp => "PGPASSWORD=\"${POSTGRES_PASSWORD:-}\" exec psql -h 127.0.0.1 -U \"$1\" -d \"$2\" -v ON_ERROR_STOP=1 -X -A -t -F '|' -c \"$3\"",
+            Via::Socket => "exec psql -U \"$1\" -d \"$2\" -v ON_ERROR_STOP=1 -X -A -t -F '|' -c \"$3\"",
+        };
+        let out = exec(pods, &self.pod, &self.container, &["sh", "-c", script, "psql", &self.user, &self.database, sql]).await?;
         if !out.success() {
             return Err(SqlError::Psql { code: out.code, stderr: out.stderr.trim().to_string() });
         }

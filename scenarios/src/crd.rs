@@ -49,6 +49,43 @@ pub enum CrdError {
     },
 }
 
+/// A CRD file `bash ci/tools.sh crds` caches (the render tier validates against them; the
+/// live tier installs them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CachedCrd {
+    /// cert-manager's `Certificate`.
+    Certificate,
+    /// prometheus-operator's `ServiceMonitor`.
+    ServiceMonitor,
+}
+
+impl CachedCrd {
+    /// Where the pinned version's file is cached (it may not exist yet).
+    ///
+    /// # Errors
+    /// [`CrdError::Pins`] when ci/versions.env cannot be read.
+    pub fn path(self) -> Result<PathBuf, CrdError> {
+        let pins = PinnedVersions::load()?;
+        let crds = cache_dir().join("crds");
+        Ok(match self {
+            Self::Certificate => crds.join("cert-manager").join(pins.get("CERT_MANAGER_VERSION")?).join("cert-manager.io_certificates.yaml"),
+            Self::ServiceMonitor => crds
+                .join("prometheus-operator")
+                .join(pins.get("PROMETHEUS_OPERATOR_VERSION")?)
+                .join("monitoring.coreos.com_servicemonitors.yaml"),
+        })
+    }
+
+    /// The file's text.
+    ///
+    /// # Errors
+    /// [`CrdError::Read`] telling to run `bash ci/tools.sh crds` when it is missing.
+    pub fn read(self) -> Result<String, CrdError> {
+        let path = self.path()?;
+        std::fs::read_to_string(&path).map_err(|source| CrdError::Read { path, source })
+    }
+}
+
 /// Schemas keyed by (`group/version`, `Kind`).
 #[derive(Debug, Clone, Default)]
 pub struct CrdSchemas {
@@ -67,19 +104,9 @@ impl CrdSchemas {
     /// # Errors
     /// [`CrdError::Read`] telling to run `bash ci/tools.sh crds` when one is missing.
     pub fn from_cache() -> Result<Self, CrdError> {
-        let pins = PinnedVersions::load()?;
-        let crds = cache_dir().join("crds");
-        let files = [
-            crds.join("cert-manager")
-                .join(pins.get("CERT_MANAGER_VERSION")?)
-                .join("cert-manager.io_certificates.yaml"),
-            crds.join("prometheus-operator")
-                .join(pins.get("PROMETHEUS_OPERATOR_VERSION")?)
-                .join("monitoring.coreos.com_servicemonitors.yaml"),
-        ];
         let mut out = Self::empty();
-        for f in &files {
-            out.load_file(f)?;
+        for f in [CachedCrd::Certificate.path()?, CachedCrd::ServiceMonitor.path()?] {
+            out.load_file(&f)?;
         }
         Ok(out)
     }

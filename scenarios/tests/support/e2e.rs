@@ -25,11 +25,11 @@ use kube::api::{Api, ListParams, PostParams};
 /// The default mode's values file, as the chart engineer keeps it.
 const MODE_FILE: &str = "scenarios/modes/default.yaml";
 /// Names the mode file fixes (the Secret) or that the test adds.
-const TLS_SECRET: &str = "scenario-server-tls";
-const API_KEY: &str = "scenario-api-key-0001";
+pub const TLS_SECRET: &str = "scenario-server-tls";
+pub const API_KEY: &str = "scenario-api-key-0001";
 /// A key holding only agent permissions, to prove metrics need metrics.read.
 const AGENT_ONLY_KEY: &str = "e2e-agent-only-key-0001";
-const AGENT_KEY_DIR: &str = "/var/lib/certctl/keys";
+pub const AGENT_KEY_DIR: &str = "/var/lib/certctl/keys";
 
 /// Which groups of checks to run.
 #[derive(Debug, Clone, Copy)]
@@ -64,18 +64,8 @@ pub async fn default_mode(env: &'static TestEnv, name: &str, release: &str, char
     // --- install -----------------------------------------------------------------
     let tls = TlsMaterial::self_signed("certctl e2e CA", &TlsMaterial::service_names(&service, &ns).iter().map(String::as_str).collect::<Vec<_>>())
         .expect("test CA");
-    let rel = Release::new(release, &ns, chart).values_file(&env.workspace.join(MODE_FILE)).set(serde_json::json!({
-        "server": {
-            "image": env.images.server.values(),
-            "env": {"CERTCTL_AUTH_SCOPED_KEYS": format!("{AGENT_ONLY_KEY}=agent.register,agent.heartbeat,agent.job.poll")},
-        },
-        "agent": {"image": env.images.agent.values()},
-        // kind's default StorageClass makes host-path volumes, which ignore fsGroup.
-        "postgresql": {
-            "image": env.images.postgres.values(),
-            "storage": {"size": "1Gi"},
-            "volumePermissions": {"enabled": true},
-        },
+    let rel = mode_release(env, MODE_FILE, release, &ns, chart).set(serde_json::json!({
+        "server": {"env": {"CERTCTL_AUTH_SCOPED_KEYS": format!("{AGENT_ONLY_KEY}=agent.register,agent.heartbeat,agent.job.poll")}},
     }));
     let rel = helm_args.iter().fold(rel, |r, a| r.arg(a));
     s.release = Some(release.to_string());
@@ -157,9 +147,39 @@ pub async fn default_mode(env: &'static TestEnv, name: &str, release: &str, char
     s.finish().await
 }
 
+/// The overrides every live install adds to a mode file: the images this run
+/// built (or the upstream ones online) and storage kind can provide.
+pub fn live_overrides(env: &TestEnv) -> serde_json::Value {
+    serde_json::json!({
+        "server": {"image": env.images.server.values()},
+        "agent": {"image": env.images.agent.values()},
+        // kind's default StorageClass makes host-path volumes, which ignore fsGroup.
+        "postgresql": {
+            "image": env.images.postgres.values(),
+            "storage": {"size": "1Gi"},
+            "volumePermissions": {"enabled": true},
+        },
+    })
+}
+
+/// A release of `chart` from the mode file `mode_file` (relative to the
+/// workspace) with the live overrides.
+pub fn mode_release(env: &TestEnv, mode_file: &str, release: &str, namespace: &str, chart: &Path) -> Release {
+    Release::new(release, namespace, chart).values_file(&env.workspace.join(mode_file)).set(live_overrides(env))
+}
+
+/// Creates the server TLS Secret the mode files name, for `service` in `namespace`;
+/// returns the material (its CA is what clients trust).
+pub async fn create_server_tls(client: &kube::Client, namespace: &str, service: &str) -> StepResult<TlsMaterial> {
+    let names = TlsMaterial::service_names(service, namespace);
+    let tls = TlsMaterial::self_signed("certctl e2e CA", &names.iter().map(String::as_str).collect::<Vec<_>>())?;
+    Api::<Secret>::namespaced(client.clone(), namespace).create(&PostParams::default(), &tls.secret(TLS_SECRET)).await?;
+    Ok(tls)
+}
+
 /// Write to / fails with EROFS; the workload process (PID 1) and an exec'd
 /// process have CapEff 0, NoNewPrivs 1 and the configured non-root uid.
-async fn security_context(pods: &Api<Pod>, pod: &str, container: &str, want_uid: i64) -> StepResult {
+pub async fn security_context(pods: &Api<Pod>, pod: &str, container: &str, want_uid: i64) -> StepResult {
     let write = exec(pods, pod, container, &["sh", "-c", "echo x > /e2e-write-probe"]).await?;
     ensure!(
         !write.success(),
@@ -191,12 +211,12 @@ async fn security_context(pods: &Api<Pod>, pod: &str, container: &str, want_uid:
 }
 
 /// An HTTPS client trusting only `ca`, TLS 1.3 only, `host` pinned to the forward.
-fn client(host: &str, addr: SocketAddr, ca: &str) -> StepResult<reqwest::Client> {
+pub fn client(host: &str, addr: SocketAddr, ca: &str) -> StepResult<reqwest::Client> {
     let cfg = tls_config(ca, &[&rustls::version::TLS13])?;
     Ok(reqwest::Client::builder().use_preconfigured_tls(cfg).resolve(host, addr).timeout(Duration::from_secs(10)).build()?)
 }
 
-fn tls_config(ca: &str, versions: &[&'static rustls::SupportedProtocolVersion]) -> StepResult<rustls::ClientConfig> {
+pub fn tls_config(ca: &str, versions: &[&'static rustls::SupportedProtocolVersion]) -> StepResult<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pki_types::CertificateDer::pem_slice_iter(ca.as_bytes()) {
         roots.add(cert?)?;
@@ -205,7 +225,7 @@ fn tls_config(ca: &str, versions: &[&'static rustls::SupportedProtocolVersion]) 
     Ok(rustls::ClientConfig::builder_with_provider(provider).with_protocol_versions(versions)?.with_root_certificates(roots).with_no_client_auth())
 }
 
-async fn ready_via_service(host: &str, addr: SocketAddr, ca: &str) -> StepResult {
+pub async fn ready_via_service(host: &str, addr: SocketAddr, ca: &str) -> StepResult {
     let http = client(host, addr, ca)?;
     let url = format!("https://{host}:{}/ready", addr.port());
     let body: serde_json::Value = wait_until("/ready to answer 200", Deadline::secs(60), || async {
@@ -265,7 +285,7 @@ async fn metrics_need_permission(host: &str, addr: SocketAddr, ca: &str) -> Step
 
 /// The agent's own certificate, read from its key dir, verifies against the
 /// CA the server keeps in its database (read independently, through psql).
-async fn agent_certificate(pods: &Api<Pod>, agent_pod: &str, db: &PsqlTarget) -> StepResult {
+pub async fn agent_certificate(pods: &Api<Pod>, agent_pod: &str, db: &PsqlTarget) -> StepResult {
     let path = format!("{AGENT_KEY_DIR}/agent.crt");
     let cert_pem = wait_until(&format!("{agent_pod} to hold {path}"), Deadline::secs(120).every_millis(2000), || async {
         let out = exec(pods, agent_pod, "agent", &["cat", &path]).await.map_err(|e| kube::Error::Service(Box::new(e)))?;

@@ -1,0 +1,540 @@
+//! The HA, external-database and password-rotation promises, live on one
+//! kind cluster (one namespace per test, run side by side). Run with
+//! `cargo test --features e2e` (environment knobs: docs/harness.md).
+#![cfg(feature = "e2e")]
+
+#[path = "support/e2e.rs"]
+mod e2e;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use certctl_harness::ensure;
+use certctl_harness::env::{Shape, TestEnv};
+use certctl_harness::evict::evict;
+use certctl_harness::external_db::{kind_network, ExternalDbSpec, ExternalPostgres};
+use certctl_harness::logs::{logs_since, Instance};
+use certctl_harness::pods::{is_ready, wait_pods_ready, wait_rollout};
+use certctl_harness::portforward::PortForward;
+use certctl_harness::probe::{ProbePod, ProbeTool, Verdict};
+use certctl_harness::scenario::{Scenario, StepResult};
+use certctl_harness::sql::PsqlTarget;
+use certctl_harness::wait::{wait_until, Deadline, Poll};
+use certctl_scenarios::crd::CachedCrd;
+use e2e::{agent_certificate, create_server_tls, list, mode_release, ready_via_service, tls_config, API_KEY};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
+
+async fn env() -> &'static TestEnv {
+    match TestEnv::shared_async(Shape::default()).await {
+        Ok(env) => env,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn selector(release: &str, component: &str) -> String {
+    format!("app.kubernetes.io/instance={release},app.kubernetes.io/component={component}")
+}
+
+/// Waits for the server Deployment (and the postgres StatefulSet when
+/// bundled, and the agent DaemonSet) to roll out, then for `servers` Ready
+/// server pods; returns them.
+async fn rolled_out(client: &kube::Client, ns: &str, release: &str, servers: usize, bundled_db: bool) -> StepResult<Vec<Pod>> {
+    let full = format!("{release}-certctl");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    if bundled_db {
+        wait_rollout(&Api::<StatefulSet>::namespaced(client.clone(), ns), &pods, &format!("{full}-postgres"), Deadline::secs(300)).await?;
+    }
+    wait_rollout(&Api::<Deployment>::namespaced(client.clone(), ns), &pods, &format!("{full}-server"), Deadline::secs(300)).await?;
+    wait_rollout(&Api::<DaemonSet>::namespaced(client.clone(), ns), &pods, &format!("{full}-agent"), Deadline::secs(300)).await?;
+    Ok(wait_pods_ready(&pods, &selector(release, "server"), servers, Deadline::secs(120)).await?)
+}
+
+fn names(pods: &[Pod]) -> Vec<String> {
+    pods.iter().filter_map(|p| p.metadata.name.clone()).collect()
+}
+
+// --- HA --------------------------------------------------------------------------------
+
+/// Three replicas behind a PodDisruptionBudget, a NetworkPolicy and a
+/// ServiceMonitor: the budget refuses the eviction that would break it, the
+/// policy admits this release's agents and nobody else, and the
+/// ServiceMonitor's scrape settings (key, CA, server name) work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ha_mode_holds_live() {
+    let env = env().await;
+    let mut s = Scenario::start(env, "ha").await.unwrap_or_else(|e| panic!("scenario ha could not start: {e}"));
+    let (ns, client) = (s.namespace.clone(), s.client.clone());
+    let release = "h";
+    let full = format!("{release}-certctl");
+    let service = format!("{full}-server");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+
+    let c = client.clone();
+    let _ = s.step("ServiceMonitor CRD installed", async move { install_crd(&c, CachedCrd::ServiceMonitor).await }).await;
+
+    let rel = mode_release(env, "scenarios/modes/ha.yaml", release, &ns, &env.workspace.join("chart"));
+    s.release = Some(release.into());
+    let (helm, c, n, svc) = (s.helm.clone(), client.clone(), ns.clone(), service.clone());
+    let Ok(_tls) = s
+        .step("install", async move {
+            let tls = create_server_tls(&c, &n, &svc).await?;
+            helm.install(&rel).await?;
+            Ok(tls)
+        })
+        .await
+    else {
+        s.finish().await.unwrap();
+        return;
+    };
+    let (c, n) = (client.clone(), ns.clone());
+    if s.step("rollout: 3 servers Ready", async move { rolled_out(&c, &n, release, 3, true).await }).await.is_err() {
+        s.finish().await.unwrap();
+        return;
+    }
+
+    let (c, n, f) = (client.clone(), ns.clone(), full.clone());
+    let _ = s.step("PodDisruptionBudget refuses the eviction that would break it", async move { pdb_holds(&c, &n, &f, release).await }).await;
+
+    let agent_pod = list(&pods, &selector(release, "agent")).await.first().and_then(|p| p.metadata.name.clone()).unwrap_or_default();
+    let (c, n, svc, a) = (client.clone(), ns.clone(), service.clone(), agent_pod.clone());
+    let probe_image = env.images.netprobe.as_ref().map(|i| (i.to_string(), ProbeTool::Netprobe)).unwrap_or((env.images.agent.to_string(), ProbeTool::Bash));
+    let _ = s
+        .step("NetworkPolicy admits this release's agents and nobody else", async move { network_policy_holds(&c, &n, &svc, &a, release, &probe_image).await })
+        .await;
+
+    let (c, n, f) = (client.clone(), ns.clone(), full.clone());
+    let _ = s.step("ServiceMonitor's key, CA and server name make a working scrape", async move { service_monitor_scrapes(&c, &n, &f).await }).await;
+
+    let db = PsqlTarget::new(&format!("{full}-postgres-0"), "postgres", "certctl", "certctl");
+    let p = pods.clone();
+    let _ = s.step("agent holds a certificate issued by the server's CA", async move { agent_certificate(&p, &agent_pod, &db).await }).await;
+    s.finish().await.unwrap();
+}
+
+/// Creates (or updates) a CRD from the cache and waits until it is Established.
+async fn install_crd(client: &kube::Client, crd: CachedCrd) -> StepResult {
+    let text = crd.read()?;
+    let object: CustomResourceDefinition = serde_yaml_ng::from_str(&text)?;
+    let name = object.metadata.name.clone().unwrap_or_default();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.patch(&name, &PatchParams::apply("certctl-e2e").force(), &Patch::Apply(&object)).await?;
+    wait_until(&format!("CRD {name} to be Established"), Deadline::secs(60), || async {
+        let c = crds.get(&name).await?;
+        let conditions = c.status.and_then(|s| s.conditions).unwrap_or_default();
+        Ok(if conditions.iter().any(|c| c.type_ == "Established" && c.status == "True") {
+            Poll::Ready(())
+        } else {
+            Poll::Pending(format!("conditions {:?}", conditions.iter().map(|c| format!("{}={}", c.type_, c.status)).collect::<Vec<_>>()))
+        })
+    })
+    .await?;
+    Ok(())
+}
+
+/// With 3 Ready servers and minAvailable 1, two evictions go through (the
+/// positive control) and the third, made before any replacement is Ready,
+/// is refused with 429; the budget then recovers.
+async fn pdb_holds(client: &kube::Client, ns: &str, full: &str, release: &str) -> StepResult {
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let name = format!("{full}-server");
+    let allows = |want_healthy: i32, want_allowed: i32| {
+        let (pdbs, name) = (pdbs.clone(), name.clone());
+        async move {
+            wait_until(&format!("PDB {name} to see {want_healthy} healthy and allow {want_allowed}"), Deadline::secs(120), || async {
+                let pdb = pdbs.get(&name).await?;
+                let generation = pdb.metadata.generation;
+                let st = pdb.status.unwrap_or_default();
+                let seen = format!("observedGeneration {:?}/{generation:?}, currentHealthy {}, desiredHealthy {}, disruptionsAllowed {}", st.observed_generation, st.current_healthy, st.desired_healthy, st.disruptions_allowed);
+                Ok(if st.observed_generation == generation && st.current_healthy == want_healthy && st.disruptions_allowed == want_allowed {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending(seen)
+                })
+            })
+            .await
+        }
+    };
+    allows(3, 2).await?;
+    let servers: Vec<String> = names(&list(&pods, &selector(release, "server")).await.into_iter().filter(is_ready).collect::<Vec<_>>());
+    ensure!(servers.len() == 3, "want 3 Ready server pods before evicting, found {servers:?}");
+    for (i, pod) in servers.iter().enumerate().take(2) {
+        let answer = evict(&pods, pod).await?;
+        ensure!(answer.evicted(), "eviction {} of {pod} was refused ({} {}: {}) although the budget allowed it", i + 1, answer.code, answer.reason, answer.message);
+    }
+    // What the API server decides on, read just before asking.
+    let seen_pdb = pdbs.get(&name).await?.status.unwrap_or_default();
+    let seen_pod = pods.get(&servers[2]).await?;
+    let third = evict(&pods, &servers[2]).await?;
+    ensure!(
+        third.blocked_by_budget(),
+        "the third eviction ({}) answered {} {} {:?}: the PodDisruptionBudget did not hold with one server left \
+         (just before: budget currentHealthy {} desiredHealthy {} disruptionsAllowed {}; pod {})",
+        servers[2],
+        third.code,
+        third.reason,
+        third.message,
+        seen_pdb.current_healthy,
+        seen_pdb.desired_healthy,
+        seen_pdb.disruptions_allowed,
+        certctl_harness::pods::pod_summary(&seen_pod)
+    );
+    ensure!(third.message.contains("disruption budget"), "429 without the budget's words: {}", third.message);
+    let still = pods.get(&servers[2]).await?;
+    ensure!(still.metadata.deletion_timestamp.is_none(), "{} is being deleted although its eviction was refused", servers[2]);
+    // Replacements come up and the budget allows two disruptions again.
+    wait_pods_ready(&pods, &selector(release, "server"), 3, Deadline::secs(180)).await?;
+    allows(3, 2).await?;
+    Ok(())
+}
+
+/// Positive control first: the release's own agent pod reaches the server
+/// Service. Then a pod in the namespace without the agent's labels, and a
+/// pod with the agent's labels in another namespace, are both blocked (held
+/// 10 s). The server's egress is limited too: it cannot open the Kubernetes API.
+async fn network_policy_holds(client: &kube::Client, ns: &str, service: &str, agent_pod: &str, release: &str, probe: &(String, ProbeTool)) -> StepResult {
+    let target = format!("{service}.{ns}.svc:8443");
+    let (within, hold) = (Duration::from_secs(60), Duration::from_secs(10));
+    ensure!(!agent_pod.is_empty(), "no agent pod of release {release} to probe from");
+    let agent = ProbePod::existing(Api::namespaced(client.clone(), ns), agent_pod, "agent", ProbeTool::Bash);
+    agent.expect(&target, Verdict::Connected, within, Duration::from_secs(5)).await?;
+
+    let stranger = ProbePod::start(client.clone(), ns, "e2e-stranger", &[("app", "e2e-stranger")], &probe.0, probe.1).await?;
+    let stranger_result = stranger.expect(&target, Verdict::TimedOut, within, hold).await;
+    let _ = stranger.delete().await;
+    stranger_result?;
+
+    // Same labels as the agents, wrong namespace: the policy's podSelector is namespace-local.
+    let other = format!("{ns}-outside");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": other, "labels": {"certctl.e2e/owner": ns}}}))?;
+    match namespaces.create(&PostParams::default(), &namespace).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
+    let impostor_labels = [("app.kubernetes.io/name", "certctl"), ("app.kubernetes.io/instance", release), ("app.kubernetes.io/component", "agent")];
+    let outside = async {
+        let impostor = ProbePod::start(client.clone(), &other, "e2e-impostor", &impostor_labels, &probe.0, probe.1).await?;
+        let verdict = impostor.expect(&target, Verdict::TimedOut, within, hold).await;
+        let _ = impostor.delete().await;
+        verdict
+    }
+    .await;
+    let _ = namespaces.delete(&other, &DeleteParams::background()).await;
+    outside?;
+
+    // Egress: the server may resolve names and reach its database, nothing else.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let server = list(&pods, &selector(release, "server")).await.into_iter().find(is_ready).and_then(|p| p.metadata.name).ok_or("no Ready server pod")?;
+    let from_server = ProbePod::existing(pods, &server, "server", ProbeTool::Bash);
+    from_server.expect("kubernetes.default.svc:443", Verdict::TimedOut, within, Duration::from_secs(5)).await?;
+    Ok(())
+}
+
+/// Reads the ServiceMonitor as Prometheus would, resolves its bearer-token
+/// Secret and CA Secret, and scrapes one server pod with exactly those
+/// settings (TLS verified against the CA for `serverName`).
+async fn service_monitor_scrapes(client: &kube::Client, ns: &str, full: &str) -> StepResult {
+    let gvk = GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor");
+    let monitors: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ApiResource::from_gvk(&gvk));
+    let sm = monitors.get(&format!("{full}-server")).await?;
+    let spec = &sm.data["spec"];
+    let endpoint = &spec["endpoints"][0];
+    ensure!(endpoint["scheme"] == "https", "ServiceMonitor scheme {}, want https", endpoint["scheme"]);
+    ensure!(endpoint["tlsConfig"]["insecureSkipVerify"] != true, "ServiceMonitor skips TLS verification");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let secret_value = |sel: serde_json::Value| {
+        let secrets = secrets.clone();
+        async move {
+            let (name, key) = (sel["name"].as_str().unwrap_or_default().to_string(), sel["key"].as_str().unwrap_or_default().to_string());
+            let secret = secrets.get(&name).await.map_err(|e| format!("Secret {name} named by the ServiceMonitor: {e}"))?;
+            let bytes = secret.data.and_then(|d| d.get(&key).cloned()).ok_or_else(|| format!("Secret {name} has no key {key:?} (named by the ServiceMonitor)"))?;
+            StepResult::Ok(String::from_utf8(bytes.0)?.trim().to_string())
+        }
+    };
+    let token = secret_value(endpoint["bearerTokenSecret"].clone()).await?;
+    let ca = secret_value(endpoint["tlsConfig"]["ca"]["secret"].clone()).await?;
+    let server_name = endpoint["tlsConfig"]["serverName"].as_str().unwrap_or_default().to_string();
+    ensure!(!server_name.is_empty(), "ServiceMonitor tlsConfig has no serverName");
+
+    // The Service the monitor selects has the port it names.
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let selector_labels = spec["selector"]["matchLabels"].as_object().ok_or("ServiceMonitor has no matchLabels")?;
+    let label_selector = selector_labels.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(",");
+    let selected = services.list(&ListParams::default().labels(&label_selector)).await?.items;
+    let port_name = endpoint["port"].as_str().unwrap_or_default();
+    ensure!(
+        selected.iter().any(|svc| svc.spec.as_ref().and_then(|s| s.ports.as_ref()).is_some_and(|ports| ports.iter().any(|p| p.name.as_deref() == Some(port_name)))),
+        "no Service selected by {label_selector} has a port named {port_name:?}"
+    );
+
+    // Scrape a pod directly (as Prometheus does, per endpoint).
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let pod = list(&pods, &label_selector).await.into_iter().find(is_ready).and_then(|p| p.metadata.name).ok_or("no Ready server pod")?;
+    let fwd = PortForward::to_pod(pods, &pod, 8443).await?;
+    let http = https_client(&server_name, fwd.local_addr(), &ca, Duration::from_secs(10))?;
+    let path = endpoint["path"].as_str().unwrap_or("/metrics");
+    let url = format!("https://{server_name}:{}{path}", fwd.local_addr().port());
+    let response = http.get(&url).bearer_auth(&token).send().await.map_err(|e| format!("scrape {url} with the ServiceMonitor's CA and serverName: {e}"))?;
+    ensure!(response.status() == 200, "scrape with the ServiceMonitor's key: HTTP {}", response.status());
+    let body = response.text().await?;
+    ensure!(body.contains("certctl_db_pool_max_connections"), "scrape body lacks certctl metrics: {}", &body[..body.len().min(300)]);
+    Ok(())
+}
+
+/// An HTTPS client trusting only `ca`, TLS 1.3, `host` pinned to `addr`.
+fn https_client(host: &str, addr: SocketAddr, ca: &str, timeout: Duration) -> StepResult<reqwest::Client> {
+    let cfg = tls_config(ca, &[&rustls::version::TLS13])?;
+    Ok(reqwest::Client::builder().use_preconfigured_tls(cfg).resolve(host, addr).timeout(timeout).build()?)
+}
+
+// --- external database ---------------------------------------------------------------------
+
+/// `postgresql.enabled=false` with a PostgreSQL outside the cluster: nothing
+/// of the bundled database is created, the server is Ready on the external
+/// one, and its pool never holds more than `server.database.maxConnections`
+/// connections — seen in the external database's own pg_stat_activity while
+/// every pooled connection is held by a lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_db_mode_holds_live() {
+    const MAX_CONNS: usize = 3;
+    let env = env().await;
+    let mut s = Scenario::start(env, "external-db").await.unwrap_or_else(|e| panic!("scenario external-db could not start: {e}"));
+    let (ns, client) = (s.namespace.clone(), s.client.clone());
+    let release = "x";
+    let full = format!("{release}-certctl");
+    let service = format!("{full}-server");
+
+    let spec = ExternalDbSpec::new(&format!("{}-external-db", env.cluster.name), &env.images.postgres.to_string(), &kind_network());
+    let Ok(external) = s.step("external PostgreSQL beside the cluster", async move { Ok(ExternalPostgres::start(spec).await?) }).await else {
+        s.finish().await.unwrap();
+        return;
+    };
+    let rel = mode_release(env, "scenarios/modes/external-db.yaml", release, &ns, &env.workspace.join("chart")).set(serde_json::json!({
+        "externalDatabase": {"url": external.url(&external.spec.password)},
+        "server": {"database": {"maxConnections": MAX_CONNS}},
+    }));
+    s.release = Some(release.into());
+    let (helm, c, n, svc) = (s.helm.clone(), client.clone(), ns.clone(), service.clone());
+    let Ok(tls) = s
+        .step("install", async move {
+            let tls = create_server_tls(&c, &n, &svc).await?;
+            helm.install(&rel).await?;
+            Ok(tls)
+        })
+        .await
+    else {
+        s.finish().await.unwrap();
+        return;
+    };
+    let (c, n) = (client.clone(), ns.clone());
+    if s.step("rollout on the external database", async move { rolled_out(&c, &n, release, 1, false).await }).await.is_err() {
+        s.finish().await.unwrap();
+        return;
+    }
+    let (c, n) = (client.clone(), ns.clone());
+    let _ = s.step("no bundled PostgreSQL: no StatefulSet, no volume claim", async move { no_bundled_database(&c, &n).await }).await;
+
+    let (c, n, svc) = (client.clone(), ns.clone(), service.clone());
+    let Ok(fwd) = s.step("port-forward to the server Service", async move { Ok(PortForward::to_service(&c, &n, &svc, 8443).await?) }).await else {
+        s.finish().await.unwrap();
+        return;
+    };
+    let host = format!("{service}.{ns}.svc");
+    let (h, a, ca) = (host.clone(), fwd.local_addr(), tls.ca_pem.clone());
+    let _ = s.step("/ready says the external database is reachable", async move { ready_via_service(&h, a, &ca).await }).await;
+    let (h, a, ca) = (host.clone(), fwd.local_addr(), tls.ca_pem.clone());
+    let ext = &external;
+    let _ = s
+        .step(&format!("pool never exceeds maxConnections={MAX_CONNS} in pg_stat_activity"), async move { pool_bounded(ext, &h, a, &ca, MAX_CONNS).await })
+        .await;
+    drop(fwd);
+    s.finish().await.unwrap();
+    drop(external);
+}
+
+async fn no_bundled_database(client: &kube::Client, ns: &str) -> StepResult {
+    let sets = Api::<StatefulSet>::namespaced(client.clone(), ns).list(&ListParams::default()).await?.items;
+    ensure!(sets.is_empty(), "postgresql.enabled=false still created StatefulSets: {:?}", sets.iter().filter_map(|s| s.metadata.name.clone()).collect::<Vec<_>>());
+    let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns).list(&ListParams::default()).await?.items;
+    ensure!(claims.is_empty(), "postgresql.enabled=false still created volume claims: {:?}", claims.iter().filter_map(|c| c.metadata.name.clone()).collect::<Vec<_>>());
+    Ok(())
+}
+
+const SERVER_CONNECTIONS: &str = "select count(*) from pg_stat_activity where application_name = 'certctl-server' and datname = 'certctl'";
+
+/// Holds an exclusive lock on `certificates`, sends 4×max requests that each
+/// need a pooled connection, and watches the external database: the
+/// server's connections climb to exactly `max` and stay there (never more)
+/// until the lock goes; then every request completes.
+async fn pool_bounded(db: &ExternalPostgres, host: &str, addr: SocketAddr, ca: &str, max: usize) -> StepResult {
+    let count = || async { StepResult::Ok(db.psql("certctl", SERVER_CONNECTIONS).await?.parse::<usize>()?) };
+    let idle = count().await?;
+    ensure!((1..=max).contains(&idle), "at rest the server holds {idle} connections, want 1..={max}");
+
+    let mut lock = db.psql_background("certctl", "e2e-lock", "BEGIN; LOCK TABLE certificates IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600); COMMIT;")?;
+    wait_until("the test's lock on certificates to be granted", Deadline::secs(30).every_millis(250), || async {
+        let granted = db
+            .psql("certctl", "select count(*) from pg_locks where relation = 'certificates'::regclass and mode = 'AccessExclusiveLock' and granted")
+            .await
+            .map_err(|e| kube::Error::Service(Box::new(e)))?;
+        Ok(if granted == "1" { Poll::Ready(()) } else { Poll::Pending(format!("granted locks: {granted}")) })
+    })
+    .await?;
+
+    let http = https_client(host, addr, ca, Duration::from_secs(120))?;
+    let url = format!("https://{host}:{}/api/v1/certificates", addr.port());
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..4 * max {
+        let (http, url) = (http.clone(), url.clone());
+        requests.spawn(async move {
+            let response = http.get(&url).bearer_auth(API_KEY).send().await.map_err(|e| e.to_string())?;
+            let status = response.status().as_u16();
+            Ok::<_, String>((status, response.text().await.unwrap_or_default()))
+        });
+    }
+    let observed = async {
+        let peak = wait_until(&format!("the server's connections to reach {max}"), Deadline::secs(60).every_millis(250), || async {
+            let n = count().await.map_err(|e| kube::Error::Service(e.to_string().into()))?;
+            Ok(if n >= max { Poll::Ready(n) } else { Poll::Pending(format!("{n} connections named certctl-server")) })
+        })
+        .await?;
+        ensure!(peak == max, "the server opened {peak} connections, more than maxConnections={max}");
+        // Held: the queue of blocked requests must not open more.
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let n = count().await?;
+            ensure!(n <= max, "the server opened {n} connections while saturated, more than maxConnections={max}");
+        }
+        StepResult::Ok(())
+    }
+    .await;
+    // Release the lock whatever was seen, so the requests finish.
+    let _ = db.psql("postgres", "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'e2e-lock'").await;
+    let _ = lock.kill().await;
+    observed?;
+    // Requests holding a connection finish once the lock goes; those that
+    // waited longer than the acquire timeout (CERTCTL_DATABASE_CONNECT_TIMEOUT)
+    // get 503 database_unavailable — a bounded wait, not a new connection.
+    let mut answers = Vec::new();
+    while let Some(done) = requests.join_next().await {
+        answers.push(done?.map_err(|e| format!("a request queued behind the full pool failed: {e}"))?);
+    }
+    let unexpected: Vec<&(u16, String)> = answers.iter().filter(|(status, body)| !(*status == 200 || (*status == 503 && body.contains("database_unavailable")))).collect();
+    ensure!(unexpected.is_empty(), "requests queued behind the full pool answered {unexpected:?}; want 200, or 503 database_unavailable after the acquire timeout");
+    ensure!(answers.iter().any(|(status, _)| *status == 200), "no request held a pooled connection through the lock: {answers:?}");
+    let after = http.get(&url).bearer_auth(API_KEY).send().await?.status();
+    ensure!(after == 200, "after the lock was released a new request answered {after}, want 200");
+    Ok(())
+}
+
+// --- rotated password -------------------------------------------------------------------------
+
+/// The incident the chart's docs warn about: `postgresql.auth.password` is
+/// changed on an existing release, but PostgreSQL set the password at initdb
+/// and keeps it. The new server pod logs the 28P01 diagnostic with the
+/// remedy and stays unready while the old pod keeps serving; running the
+/// remedy (ALTER ROLE) makes the new pod Ready without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_password_gives_28p01_and_alter_role_recovers_live() {
+    const ROTATED: &str = "rotated-postgres-password-2";
+    let env = env().await;
+    let mut s = Scenario::start(env, "password-rotation").await.unwrap_or_else(|e| panic!("scenario password-rotation could not start: {e}"));
+    let (ns, client) = (s.namespace.clone(), s.client.clone());
+    let release = "r";
+    let full = format!("{release}-certctl");
+    let service = format!("{full}-server");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+
+    let rel = mode_release(env, "scenarios/modes/default.yaml", release, &ns, &env.workspace.join("chart"));
+    s.release = Some(release.into());
+    let (helm, c, n, svc, r) = (s.helm.clone(), client.clone(), ns.clone(), service.clone(), rel.clone());
+    let Ok(_tls) = s
+        .step("install", async move {
+            let tls = create_server_tls(&c, &n, &svc).await?;
+            helm.install(&r).await?;
+            Ok(tls)
+        })
+        .await
+    else {
+        s.finish().await.unwrap();
+        return;
+    };
+    let (c, n) = (client.clone(), ns.clone());
+    let Ok(before) = s.step("rollout", async move { rolled_out(&c, &n, release, 1, true).await }).await else {
+        s.finish().await.unwrap();
+        return;
+    };
+    let old_pod = names(&before).pop().unwrap_or_default();
+
+    let mark = certctl_harness::logs::now();
+    let helm = s.helm.clone();
+    let rotated = rel.clone().set(serde_json::json!({"postgresql": {"auth": {"password": ROTATED}}}));
+    if s.step("helm upgrade with a new postgresql.auth.password", async move { Ok(helm.upgrade(&rotated).await.map(|_| ())?) }).await.is_err() {
+        s.finish().await.unwrap();
+        return;
+    }
+
+    let (p, o) = (pods.clone(), old_pod.clone());
+    let Ok(new_pod) = s.step("the new server pod logs SQLSTATE 28P01 with the remedy", async move { diagnosed_28p01(&p, release, &o, mark).await }).await else {
+        s.finish().await.unwrap();
+        return;
+    };
+    let (p, o, np) = (pods.clone(), old_pod.clone(), new_pod.clone());
+    let _ = s.step("the old pod keeps serving while the new one is unready", async move { old_serves_new_waits(&p, &o, &np).await }).await;
+
+    let db = PsqlTarget::new(&format!("{full}-postgres-0"), "postgres", "certctl", "certctl").over_socket();
+    let p = pods.clone();
+    let _ = s
+        .step("ALTER ROLE with the configured password makes the new pod Ready without a restart", async move {
+            db.query(&p, &format!("ALTER ROLE \"certctl\" WITH PASSWORD '{ROTATED}'")).await?;
+            let ready = wait_until(&format!("{new_pod} to become Ready"), Deadline::secs(120).every_millis(1000), || async {
+                let pod = p.get(&new_pod).await?;
+                Ok(if is_ready(&pod) { Poll::Ready(pod) } else { Poll::Pending(certctl_harness::pods::pod_summary(&pod)) })
+            })
+            .await?;
+            let restarts: i32 = ready.status.and_then(|s| s.container_statuses).unwrap_or_default().iter().map(|c| c.restart_count).sum();
+            ensure!(restarts == 0, "{new_pod} recovered only after {restarts} container restart(s); the server must retry, not exit");
+            Ok(())
+        })
+        .await;
+    let (c, n) = (client.clone(), ns.clone());
+    let _ = s.step("rollout completes on the rotated password", async move { rolled_out(&c, &n, release, 1, true).await.map(|_| ()) }).await;
+    s.finish().await.unwrap();
+}
+
+/// Finds the server pod created by the upgrade and waits for its 28P01 line.
+async fn diagnosed_28p01(pods: &Api<Pod>, release: &str, old_pod: &str, since: k8s_openapi::jiff::Timestamp) -> StepResult<String> {
+    let new_pod = wait_until("the upgrade's new server pod", Deadline::secs(120), || async {
+        let fresh: Vec<String> = names(&list(pods, &selector(release, "server")).await).into_iter().filter(|n| n != old_pod).collect();
+        Ok(match fresh.first() {
+            Some(n) => Poll::Ready(n.clone()),
+            None => Poll::Pending(format!("only {old_pod}")),
+        })
+    })
+    .await?;
+    let line = wait_until(&format!("{new_pod} to log SQLSTATE 28P01"), Deadline::secs(120).every_millis(2000), || async {
+        let text = logs_since(pods, &new_pod, "server", Some(since), Instance::Current).await.unwrap_or_default();
+        Ok(match text.lines().find(|l| l.contains("SQLSTATE 28P01")) {
+            Some(l) => Poll::Ready(l.to_string()),
+            None => Poll::Pending(format!("last lines: {}", text.lines().rev().take(3).collect::<Vec<_>>().join(" | "))),
+        })
+    })
+    .await?;
+    ensure!(line.contains("ALTER ROLE"), "the 28P01 line does not give the ALTER ROLE remedy: {line}");
+    ensure!(!line.contains("rotated-postgres-password"), "the 28P01 line leaks the configured password: {line}");
+    Ok(new_pod)
+}
+
+async fn old_serves_new_waits(pods: &Api<Pod>, old_pod: &str, new_pod: &str) -> StepResult {
+    let new = pods.get(new_pod).await?;
+    ensure!(!is_ready(&new), "{new_pod} is Ready on a password PostgreSQL rejects");
+    let old = pods.get(old_pod).await?;
+    ensure!(is_ready(&old) && old.metadata.deletion_timestamp.is_none(), "the old pod {old_pod} stopped serving before its replacement was Ready: {}", certctl_harness::pods::pod_summary(&old));
+    Ok(())
+}
