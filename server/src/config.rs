@@ -110,6 +110,10 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_timeout: Duration,
+    /// How often the TLS files are checked for a new pair
+    /// (CERTCTL_SERVER_TLS_RELOAD_INTERVAL, default 30s): cert-manager renews
+    /// into the mounted Secret and nobody sends SIGHUP.
+    pub tls_reload_interval: Duration,
 }
 
 /// Reads variables; `std::env::var` in production, a map in tests.
@@ -408,6 +412,8 @@ impl Config {
         }
         let shutdown_timeout =
             duration_var(env, "CERTCTL_SHUTDOWN_TIMEOUT", Duration::from_secs(20))?;
+        let tls_reload_interval =
+            duration_var(env, "CERTCTL_SERVER_TLS_RELOAD_INTERVAL", Duration::from_secs(30))?;
         Ok(Self {
             host,
             port,
@@ -418,6 +424,7 @@ impl Config {
             auth,
             scheduler,
             shutdown_timeout,
+            tls_reload_interval,
         })
     }
 }

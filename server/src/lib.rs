@@ -50,7 +50,8 @@ pub enum RunError {
 ///
 /// Order: TLS pair loaded (refusal is fatal) → listener bound (/health answers at once) →
 /// database brought up in the background (see [`startup`]) → renewal scheduler.
-/// SIGHUP re-reads the TLS pair.
+/// SIGHUP re-reads the TLS pair; so does a change of the files, checked every
+/// `tls_reload_interval`.
 ///
 /// # Errors
 /// An unusable TLS pair, an unbindable address, or signal setup failure.
@@ -87,6 +88,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             }
         }
     });
+    let watch_cert = cert.clone();
+    let interval = config.tls_reload_interval;
+    let watcher = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match watch_cert.reload_if_changed() {
+                Ok(true) => tracing::info!("TLS files changed: certificate reloaded"),
+                Ok(false) => {}
+                Err(e) => tracing::error!(
+                    "TLS files changed but do not load; still serving the previous certificate: {}",
+                    startup::error_chain(&e)
+                ),
+            }
+        }
+    });
     let bring_up = tokio::spawn(startup::bring_up(state.clone(), config.database.clone(), started));
     let scheduler = tokio::spawn(scheduler::run(state.clone()));
 
@@ -100,6 +118,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     .await;
 
     reloader.abort();
+    watcher.abort();
     bring_up.abort();
     scheduler.abort();
     pool.close().await;

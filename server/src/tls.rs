@@ -112,6 +112,9 @@ pub struct ReloadableCert {
     cert_path: PathBuf,
     key_path: PathBuf,
     current: RwLock<Arc<CertifiedKey>>,
+    /// The bytes of both files as last loaded (or last refused), so a poll
+    /// reloads only on change and a broken pair is reported once.
+    seen: std::sync::Mutex<Vec<u8>>,
 }
 
 impl fmt::Debug for ReloadableCert {
@@ -129,12 +132,32 @@ impl ReloadableCert {
     /// # Errors
     /// See [`load_certified_key`].
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self, TlsError> {
+        let seen = file_bytes(cert_path, key_path);
         let key = load_certified_key(cert_path, key_path)?;
         Ok(Self {
             cert_path: cert_path.to_owned(),
             key_path: key_path.to_owned(),
             current: RwLock::new(Arc::new(key)),
+            seen: std::sync::Mutex::new(seen),
         })
+    }
+
+    /// Reloads when either file's bytes differ from what was last seen;
+    /// `Ok(false)` when nothing changed. A changed pair that does not load is
+    /// an error once, then ignored until the files change again.
+    ///
+    /// # Errors
+    /// See [`load_certified_key`].
+    pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
+        let now = file_bytes(&self.cert_path, &self.key_path);
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            if *seen == now {
+                return Ok(false);
+            }
+            *seen = now;
+        }
+        self.reload().map(|()| true)
     }
 
     /// Re-reads both files. On success the new pair is served to new handshakes; on failure
@@ -154,6 +177,15 @@ impl ReloadableCert {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+}
+
+/// Both files' contents, concatenated (unreadable files count as empty: the
+/// reload that follows names the problem).
+fn file_bytes(cert_path: &Path, key_path: &Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(cert_path).unwrap_or_default();
+    bytes.push(0);
+    bytes.extend(std::fs::read(key_path).unwrap_or_default());
+    bytes
 }
 
 impl ResolvesServerCert for ReloadableCert {

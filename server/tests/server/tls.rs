@@ -67,3 +67,31 @@ async fn sighup_serves_a_new_pair_and_keeps_the_old_one_when_the_new_is_broken()
         "a broken pair must not replace the served certificate"
     );
 }
+
+/// cert-manager renews into the mounted Secret and nobody sends SIGHUP: a
+/// change of the files is picked up on the next poll, and a broken pair is
+/// reported once and never served.
+#[tokio::test]
+async fn changed_files_are_reloaded_without_a_signal() {
+    let pki = TestPki::new();
+    let mut env = no_db_env(&pki);
+    env.push(("CERTCTL_SERVER_TLS_RELOAD_INTERVAL".into(), "1s".into()));
+    let server = ServerProcess::spawn(&env);
+    server.wait_listening(&pki.http()).await;
+    let tls13 = || pki.client_config(&[&rustls::version::TLS13]);
+    let first = handshake(server.port, tls13()).await.unwrap();
+
+    let second = pki.write_new_pair();
+    assert_ne!(first, second);
+    wait_until("the new certificate to be served after the files changed", Duration::from_secs(10), || async {
+        let served = handshake(server.port, tls13()).await.map_err(|e| e.to_string())?;
+        if served == second { Ok(()) } else { Err("still the first certificate".into()) }
+    })
+    .await;
+    server.wait_for_log("TLS files changed: certificate reloaded", Duration::from_secs(5)).await;
+
+    pki.break_pair();
+    let line = server.wait_for_log("do not load", Duration::from_secs(10)).await;
+    assert!(line.contains("do not match"), "the failure says why: {line}");
+    assert_eq!(handshake(server.port, tls13()).await.unwrap(), second, "a broken pair must not replace the served certificate");
+}
