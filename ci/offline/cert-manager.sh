@@ -41,8 +41,8 @@ build_controller() {
   rm -rf "$BIN_DIR.tmp"; mkdir -p "$BIN_DIR.tmp"
   local ld="-s -w -X $MODULE/pkg/util.AppVersion=$v -X $MODULE/pkg/util.AppGitCommit=$module_commit -X $MODULE/pkg/util.AppGitState=clean"
   (cd "$WORK" && go_nice build -trimpath -ldflags "$ld" -o "$BIN_DIR.tmp/cert-manager-controller" .)
-  "$BIN_DIR.tmp/cert-manager-controller" --version | grep -q "^cert-manager-controller $v " ||
-    die "the built controller reports '$("$BIN_DIR.tmp/cert-manager-controller" --version)', want $v"
+  local reported; reported=$("$BIN_DIR.tmp/cert-manager-controller" --version)
+  [[ $reported == "cert-manager-controller $v "* ]] || die "the built controller reports '$reported', want $v"
   rm -rf "$BIN_DIR"; mv "$BIN_DIR.tmp" "$BIN_DIR"
 }
 

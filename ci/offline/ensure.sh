@@ -8,7 +8,8 @@
 # locally; no network is probed to decide.
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 IMAGES_ENV="$CERTCTL_CACHE/images.env"
-OWNED_KEYS=(IMAGE_SOURCE NODE_IMAGE NETPROBE_IMAGE POSTGRES_IMAGE SERVER_IMAGE AGENT_IMAGE KUBERNETES_VERSION)
+OWNED_KEYS=(IMAGE_SOURCE NODE_IMAGE NETPROBE_IMAGE POSTGRES_IMAGE SERVER_IMAGE AGENT_IMAGE KUBERNETES_VERSION
+  CERT_MANAGER_IMAGE CERT_MANAGER_CRDS CERT_MANAGER_MANIFESTS)
 
 want_node=0 want_apps=0
 [[ $# -gt 0 ]] || set -- node apps
@@ -75,6 +76,13 @@ if (( want_apps )); then
   if [[ $source_mode == offline ]]; then apps=(postgres "${apps[@]}"); else out[POSTGRES_IMAGE]=$POSTGRES_ONLINE_IMAGE; fi
   lines=$(bash "$CI_DIR/offline/app-images.sh" "${apps[@]}")
   while IFS='=' read -r k v; do out[$k]=$v; done <<<"$lines"
+  # cert-manager: offline, our controller build; online, the live tier installs the
+  # official chart at $CERT_MANAGER_VERSION (so the keys stay empty).
+  decided[CERT_MANAGER_IMAGE]=1 decided[CERT_MANAGER_CRDS]=1 decided[CERT_MANAGER_MANIFESTS]=1
+  if [[ $source_mode == offline ]]; then
+    lines=$(bash "$CI_DIR/offline/cert-manager.sh")
+    while IFS='=' read -r k v; do out[$k]=$v; done <<<"$lines"
+  fi
 fi
 
 # Targets not built this run keep their previous values; keys other scripts

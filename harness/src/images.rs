@@ -124,6 +124,20 @@ pub struct ImageSet {
     pub netprobe: Option<ImageRef>,
     /// `offline` or `online`.
     pub source: String,
+    /// The offline cert-manager build (online, the official chart is installed instead).
+    pub cert_manager: Option<OfflineCertManager>,
+}
+
+/// cert-manager as `ci/offline/cert-manager.sh` builds it: our controller's
+/// image, the cert-manager.io CRDs and the manifests that run it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfflineCertManager {
+    /// The controller image (loaded into the nodes).
+    pub image: ImageRef,
+    /// Directory of CRD files (apply server-side, wait for Established).
+    pub crds: PathBuf,
+    /// Namespace, RBAC and Deployment (apply after the CRDs).
+    pub manifests: PathBuf,
 }
 
 impl ImageSet {
@@ -159,6 +173,12 @@ impl ImageSet {
             postgres: ImageRef::parse(&get("POSTGRES_IMAGE")?),
             netprobe: map.get("NETPROBE_IMAGE").filter(|v| !v.is_empty()).map(|v| ImageRef::parse(v)),
             source: map.get("IMAGE_SOURCE").cloned().unwrap_or_else(|| "offline".into()),
+            cert_manager: match (map.get("CERT_MANAGER_IMAGE"), map.get("CERT_MANAGER_CRDS"), map.get("CERT_MANAGER_MANIFESTS")) {
+                (Some(i), Some(c), Some(m)) if !i.is_empty() && !c.is_empty() && !m.is_empty() => {
+                    Some(OfflineCertManager { image: ImageRef::parse(i), crds: PathBuf::from(c), manifests: PathBuf::from(m) })
+                }
+                _ => None,
+            },
         })
     }
 
@@ -186,7 +206,9 @@ impl ImageSet {
     /// assert_eq!(set.app_images(), ["s:latest", "a:latest", "p:latest"]);
     /// ```
     pub fn app_images(&self) -> Vec<String> {
-        vec![self.server.to_string(), self.agent.to_string(), self.postgres.to_string()]
+        let mut images = vec![self.server.to_string(), self.agent.to_string(), self.postgres.to_string()];
+        images.extend(self.cert_manager.as_ref().map(|c| c.image.to_string()));
+        images
     }
 }
 
@@ -215,6 +237,9 @@ pub fn images_env_path() -> PathBuf {
 /// ```
 pub fn build(cmd: &mut Command) -> Result<ImageSet, ImagesError> {
     let line = format!("{cmd:?}");
+    for key in cargo_crate_env() {
+        cmd.env_remove(key);
+    }
     let status = cmd
         .stdout(std::process::Stdio::inherit())
         .stderr(std::process::Stdio::inherit())
@@ -226,9 +251,37 @@ pub fn build(cmd: &mut Command) -> Result<ImageSet, ImagesError> {
     ImageSet::read(&images_env_path())
 }
 
+/// The variables cargo sets for the crate under test (`CARGO_PKG_NAME`,
+/// `CARGO_MANIFEST_DIR`, ...). The images script runs `cargo build --release`;
+/// inheriting them changes what build scripts such as ring's watch
+/// (`rerun-if-env-changed`), so every release dependency would rebuild
+/// once under the tests and again under plain `cargo`.
+fn cargo_crate_env() -> Vec<String> {
+    std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| is_cargo_crate_var(k))
+        .collect()
+}
+
+fn is_cargo_crate_var(key: &str) -> bool {
+    const PREFIXES: [&str; 4] = ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_", "CARGO_CRATE_"];
+    const NAMES: [&str; 5] = ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "CARGO_RUSTC_CURRENT_DIR", "OUT_DIR", "CARGO"];
+    PREFIXES.iter().any(|p| key.starts_with(p)) || NAMES.contains(&key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_crate_variables_are_dropped_for_the_images_script() {
+        for k in ["CARGO_PKG_NAME", "CARGO_MANIFEST_DIR", "CARGO_CRATE_NAME", "OUT_DIR", "CARGO"] {
+            assert!(is_cargo_crate_var(k), "{k}");
+        }
+        for k in ["CARGO_TARGET_DIR", "CARGO_HOME", "CARGO_TERM_COLOR", "CERTCTL_CACHE", "PATH"] {
+            assert!(!is_cargo_crate_var(k), "{k}");
+        }
+    }
 
     #[test]
     fn parses_quotes_comments_and_export() {
