@@ -538,3 +538,223 @@ async fn old_serves_new_waits(pods: &Api<Pod>, old_pod: &str, new_pod: &str) -> 
     ensure!(is_ready(&old) && old.metadata.deletion_timestamp.is_none(), "the old pod {old_pod} stopped serving before its replacement was Ready: {}", certctl_harness::pods::pod_summary(&old));
     Ok(())
 }
+
+// --- cert-manager ----------------------------------------------------------------------------
+
+/// cert-manager issues the server certificate from a CA ClusterIssuer: the
+/// chart's Certificate becomes Ready, its Secret carries `ca.crt`, the server
+/// serves exactly that certificate (verified against that CA for the Service
+/// name), the agent trusts it, and a re-issue reaches the running server
+/// without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cert_manager_mode_holds_live() {
+    let env = env().await;
+    let mut s = Scenario::start(env, "cert-manager").await.unwrap_or_else(|e| panic!("scenario cert-manager could not start: {e}"));
+    let (ns, client) = (s.namespace.clone(), s.client.clone());
+    let release = "m";
+    let full = format!("{release}-certctl");
+    let service = format!("{full}-server");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+
+    if s.step("cert-manager running with the scenario-ca ClusterIssuer Ready", async move { cert_manager_ready(env).await }).await.is_err() {
+        s.finish().await.unwrap();
+        return;
+    }
+    // Short reload poll so a renewal shows within the test's patience.
+    let rel = mode_release(env, "scenarios/modes/cert-manager.yaml", release, &ns, &env.workspace.join("chart"))
+        .set(serde_json::json!({"server": {"env": {"CERTCTL_SERVER_TLS_RELOAD_INTERVAL": "5s"}}}));
+    s.release = Some(release.into());
+    let helm = s.helm.clone();
+    if s.step("install", async move { Ok(helm.install(&rel).await.map(|_| ())?) }).await.is_err() {
+        s.finish().await.unwrap();
+        return;
+    }
+    let certificate = format!("{full}-server-tls");
+    let (c, n, cert) = (client.clone(), ns.clone(), certificate.clone());
+    let _ = s.step("the chart's Certificate is Ready", async move { certificate_ready(&c, &n, &cert).await }).await;
+    let (c, n) = (client.clone(), ns.clone());
+    if s.step("rollout", async move { rolled_out(&c, &n, release, 1, true).await }).await.is_err() {
+        s.finish().await.unwrap();
+        return;
+    }
+
+    let (c, n, svc, cert) = (client.clone(), ns.clone(), service.clone(), certificate.clone());
+    let Ok(issued) = s.step("the Secret holds a leaf for the Service that verifies against its ca.crt", async move { issued_pair(&c, &n, &svc, &cert).await }).await else {
+        s.finish().await.unwrap();
+        return;
+    };
+    let (c, n, svc, want) = (client.clone(), ns.clone(), service.clone(), issued.clone());
+    let _ = s.step("the server serves that certificate (TLS 1.3, verified for the Service name)", async move { serves(&c, &n, &svc, &want, Deadline::secs(30)).await }).await;
+
+    let agent_pod = list(&pods, &selector(release, "agent")).await.first().and_then(|p| p.metadata.name.clone()).unwrap_or_default();
+    let db = PsqlTarget::new(&format!("{full}-postgres-0"), "postgres", "certctl", "certctl");
+    let p = pods.clone();
+    let _ = s.step("agent holds a certificate issued by the server's CA", async move { agent_certificate(&p, &agent_pod, &db).await }).await;
+
+    let (c, n, svc, cert) = (client.clone(), ns.clone(), service.clone(), certificate.clone());
+    let _ = s
+        .step("a re-issued certificate is served without a restart", async move { reissue_reaches_server(&c, &n, &svc, &cert, &issued).await })
+        .await;
+    s.finish().await.unwrap();
+}
+
+/// The certificate material a Secret holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Issued {
+    leaf_pem: String,
+    ca_pem: String,
+}
+
+/// cert-manager and the scenario's CA issuer, once per cluster: offline our
+/// controller build (CRDs, manifests), online the official chart.
+async fn cert_manager_ready(env: &TestEnv) -> StepResult {
+    let kubectl = |args: Vec<String>| kubectl(env, args);
+    match &env.images.cert_manager {
+        Some(offline) => {
+            kubectl(vec!["apply".into(), "--server-side".into(), "--force-conflicts".into(), "-f".into(), offline.crds.display().to_string()]).await?;
+            kubectl(s(&["wait", "--for=condition=Established", "--timeout=60s", "crd/certificates.cert-manager.io", "crd/certificaterequests.cert-manager.io", "crd/issuers.cert-manager.io", "crd/clusterissuers.cert-manager.io"])).await?;
+            kubectl(vec!["apply".into(), "--server-side".into(), "--force-conflicts".into(), "-f".into(), offline.manifests.display().to_string()]).await?;
+            kubectl(s(&["-n", "cert-manager", "rollout", "status", "deploy/cert-manager-controller", "--timeout=180s"])).await?;
+        }
+        None => {
+            // Online: the official chart at the pinned version (webhook and cainjector included).
+            let version = certctl_harness::tools::PinnedVersions::load()?.get("CERT_MANAGER_VERSION")?.to_string();
+            let out = tokio::process::Command::new(&env.tools.helm.path)
+                .args(["--kubeconfig"])
+                .arg(&env.cluster.kubeconfig)
+                .args(["upgrade", "--install", "cert-manager", "oci://quay.io/jetstack/charts/cert-manager", "--version", &version])
+                .args(["--namespace", "cert-manager", "--create-namespace", "--set", "crds.enabled=true", "--wait", "--timeout=300s"])
+                .output()
+                .await?;
+            ensure!(out.status.success(), "installing cert-manager {version} (online) failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+    }
+    let issuers = env.workspace.join("ci/offline/cert-manager/examples/scenario-ca.yaml");
+    kubectl(vec!["apply".into(), "-f".into(), issuers.display().to_string()]).await?;
+    kubectl(s(&["-n", "cert-manager", "wait", "--for=condition=Ready", "--timeout=120s", "certificate/scenario-ca"])).await?;
+    kubectl(s(&["wait", "--for=condition=Ready", "--timeout=60s", "clusterissuer/scenario-ca"])).await?;
+    Ok(())
+}
+
+fn s(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
+/// The pinned kubectl against the test cluster; a failure carries its stderr.
+async fn kubectl(env: &TestEnv, args: Vec<String>) -> StepResult<String> {
+    let out = tokio::process::Command::new(&env.tools.kubectl.path).arg("--kubeconfig").arg(&env.cluster.kubeconfig).args(&args).output().await?;
+    ensure!(out.status.success(), "kubectl {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn certificates(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("cert-manager.io", "v1", "Certificate");
+    Api::namespaced_with(client.clone(), ns, &ApiResource::from_gvk(&gvk))
+}
+
+/// Waits for the Certificate's Ready condition; returns its status.
+async fn certificate_ready(client: &kube::Client, ns: &str, name: &str) -> StepResult<serde_json::Value> {
+    let api = certificates(client, ns);
+    Ok(wait_until(&format!("Certificate {name} to be Ready"), Deadline::secs(120).every_millis(1000), || async {
+        let cert = api.get(name).await?;
+        let status = cert.data["status"].clone();
+        let ready = status["conditions"].as_array().into_iter().flatten().find(|c| c["type"] == "Ready");
+        Ok(match ready {
+            Some(c) if c["status"] == "True" => Poll::Ready(status.clone()),
+            Some(c) => Poll::Pending(format!("Ready={} {}: {}", c["status"], c["reason"], c["message"])),
+            None => Poll::Pending(format!("no Ready condition yet; status {status}")),
+        })
+    })
+    .await?)
+}
+
+/// Reads the server TLS Secret, checks the leaf names the Service and
+/// verifies against the Secret's own ca.crt.
+async fn issued_pair(client: &kube::Client, ns: &str, service: &str, certificate: &str) -> StepResult<Issued> {
+    let secret = Api::<Secret>::namespaced(client.clone(), ns).get(&certificate_secret(client, ns, certificate).await?).await?;
+    let data = secret.data.unwrap_or_default();
+    let field = |k: &str| data.get(k).map(|b| String::from_utf8_lossy(&b.0).into_owned()).ok_or_else(|| format!("the server TLS Secret has no {k}"));
+    let (leaf_pem, ca_pem) = (field("tls.crt")?, field("ca.crt")?);
+    field("tls.key")?;
+    let (_, ca) = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes()).map_err(|e| format!("ca.crt is not PEM: {e}"))?;
+    let ca = ca.parse_x509().map_err(|e| format!("ca.crt: {e}"))?;
+    let (_, leaf) = x509_parser::pem::parse_x509_pem(leaf_pem.as_bytes()).map_err(|e| format!("tls.crt is not PEM: {e}"))?;
+    let leaf = leaf.parse_x509().map_err(|e| format!("tls.crt: {e}"))?;
+    leaf.verify_signature(Some(ca.public_key())).map_err(|e| format!("tls.crt does not verify against ca.crt: {e}"))?;
+    let host = format!("{service}.{ns}.svc");
+    let sans: Vec<String> = leaf
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|ext| ext.value.general_names.iter().filter_map(|n| if let x509_parser::extensions::GeneralName::DNSName(d) = n { Some(d.to_string()) } else { None }).collect())
+        .unwrap_or_default();
+    ensure!(sans.contains(&host), "tls.crt SANs {sans:?} lack {host}");
+    Ok(Issued { leaf_pem, ca_pem })
+}
+
+/// Until `deadline`, handshakes through a port-forward to the Service
+/// (trusting only the issued CA, for the Service name) until the served leaf
+/// is `want`'s; then checks /ready.
+async fn serves(client: &kube::Client, ns: &str, service: &str, want: &Issued, deadline: Deadline) -> StepResult {
+    let fwd = PortForward::to_service(client, ns, service, 8443).await?;
+    let host = format!("{service}.{ns}.svc");
+    let want_der = pem_der(&want.leaf_pem)?;
+    let (h, addr, ca) = (host.clone(), fwd.local_addr(), want.ca_pem.clone());
+    wait_until(&format!("{host} to serve the issued certificate"), deadline.every_millis(2000), || async {
+        let served = served_leaf(&h, addr, &ca).await.map_err(|e| kube::Error::Service(e.to_string().into()))?;
+        Ok(if served == want_der { Poll::Ready(()) } else { Poll::Pending("a different certificate is served".into()) })
+    })
+    .await?;
+    ready_via_service(&host, addr, &want.ca_pem).await
+}
+
+fn pem_der(pem: &str) -> StepResult<Vec<u8>> {
+    let (_, parsed) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| format!("not PEM: {e}"))?;
+    Ok(parsed.contents)
+}
+
+/// The leaf the server presents, after verifying it against `ca` for `host`.
+async fn served_leaf(host: &str, addr: SocketAddr, ca: &str) -> StepResult<Vec<u8>> {
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls_config(ca, &[&rustls::version::TLS13])?));
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let stream = connector.connect(rustls_pki_types::ServerName::try_from(host.to_string())?, tcp).await?;
+    let leaf = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).ok_or("no certificate presented")?;
+    Ok(leaf.as_ref().to_vec())
+}
+
+/// Deletes the Secret; cert-manager re-issues (a new key and serial), the
+/// kubelet updates the mounted files, and the running server pod — same
+/// container, zero restarts — serves the new leaf.
+async fn reissue_reaches_server(client: &kube::Client, ns: &str, service: &str, certificate: &str, before: &Issued) -> StepResult {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let server_pods = |pods: Vec<Pod>| pods.into_iter().filter(|p| p.metadata.labels.as_ref().is_some_and(|l| l.get("app.kubernetes.io/component").map(String::as_str) == Some("server"))).collect::<Vec<_>>();
+    let before_pods = server_pods(pods.list(&ListParams::default()).await?.items);
+    let secret_name = certificate_secret(client, ns, certificate).await?;
+    Api::<Secret>::namespaced(client.clone(), ns).delete(&secret_name, &DeleteParams::default()).await?;
+    let secrets = Api::<Secret>::namespaced(client.clone(), ns);
+    let reissued = wait_until(&format!("cert-manager to re-issue {secret_name}"), Deadline::secs(120).every_millis(1000), || async {
+        Ok(match secrets.get_opt(&secret_name).await? {
+            Some(s) => {
+                let leaf = s.data.as_ref().and_then(|d| d.get("tls.crt")).map(|b| String::from_utf8_lossy(&b.0).into_owned()).unwrap_or_default();
+                if !leaf.is_empty() && leaf != before.leaf_pem { Poll::Ready(leaf) } else { Poll::Pending("Secret recreated without a new tls.crt yet".into()) }
+            }
+            None => Poll::Pending("Secret not recreated yet".into()),
+        })
+    })
+    .await?;
+    let after = Issued { leaf_pem: reissued, ca_pem: before.ca_pem.clone() };
+    // The kubelet refreshes Secret volumes on its sync period (about a minute), then the server's poll.
+    serves(client, ns, service, &after, Deadline::secs(180)).await?;
+    let after_pods = server_pods(pods.list(&ListParams::default()).await?.items);
+    let names_before = names(&before_pods);
+    ensure!(names(&after_pods) == names_before, "server pods changed from {names_before:?} to {:?}: the new certificate came with a restart", names(&after_pods));
+    let restarts: i32 = after_pods.iter().flat_map(|p| p.status.iter().flat_map(|s| s.container_statuses.iter().flatten())).map(|c| c.restart_count).sum();
+    ensure!(restarts == 0, "server containers restarted {restarts} time(s) to pick up the certificate");
+    Ok(())
+}
+
+/// `spec.secretName` of the Certificate.
+async fn certificate_secret(client: &kube::Client, ns: &str, certificate: &str) -> StepResult<String> {
+    let cert = certificates(client, ns).get(certificate).await?;
+    Ok(cert.data["spec"]["secretName"].as_str().ok_or("Certificate without spec.secretName")?.to_string())
+}
