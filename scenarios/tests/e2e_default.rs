@@ -6,14 +6,11 @@
 #[path = "support/e2e.rs"]
 mod e2e;
 
-use certctl_harness::env::{Shape, TestEnv};
+use certctl_harness::env::TestEnv;
 use e2e::{broken_chart, default_mode, Checks};
 
 async fn env() -> &'static TestEnv {
-    match TestEnv::shared_async(Shape::default()).await {
-        Ok(env) => env,
-        Err(e) => panic!("{e}"),
-    }
+    e2e::shared_env().await
 }
 
 /// Every promise of the default mode holds on a live cluster.

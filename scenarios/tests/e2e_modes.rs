@@ -10,14 +10,16 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use certctl_harness::ensure;
-use certctl_harness::env::{Shape, TestEnv};
+use certctl_harness::env::TestEnv;
 use certctl_harness::evict::evict;
 use certctl_harness::external_db::{kind_network, ExternalDbSpec, ExternalPostgres};
 use certctl_harness::logs::{logs_since, Instance};
 use certctl_harness::pods::{is_ready, wait_pods_ready, wait_rollout};
 use certctl_harness::portforward::PortForward;
 use certctl_harness::probe::{ProbePod, ProbeTool, Verdict};
-use certctl_harness::scenario::{Scenario, StepResult};
+use certctl_harness::helm::Release;
+use certctl_harness::scenario::{Scenario, StepFailed, StepResult};
+use certctl_harness::tls::TlsMaterial;
 use certctl_harness::sql::PsqlTarget;
 use certctl_harness::wait::{wait_until, Deadline, Poll};
 use certctl_scenarios::crd::CachedCrd;
@@ -29,10 +31,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
 
 async fn env() -> &'static TestEnv {
-    match TestEnv::shared_async(Shape::default()).await {
-        Ok(env) => env,
-        Err(e) => panic!("{e}"),
-    }
+    e2e::shared_env().await
 }
 
 fn selector(release: &str, component: &str) -> String {
@@ -51,6 +50,18 @@ async fn rolled_out(client: &kube::Client, ns: &str, release: &str, servers: usi
     wait_rollout(&Api::<Deployment>::namespaced(client.clone(), ns), &pods, &format!("{full}-server"), Deadline::secs(300)).await?;
     wait_rollout(&Api::<DaemonSet>::namespaced(client.clone(), ns), &pods, &format!("{full}-agent"), Deadline::secs(300)).await?;
     Ok(wait_pods_ready(&pods, &selector(release, "server"), servers, Deadline::secs(120)).await?)
+}
+
+/// The "install" step of the modes that bring their own server TLS Secret:
+/// the Secret for `service`, then `helm install`.
+async fn install_with_server_tls(s: &mut Scenario, rel: &Release, service: &str) -> Result<TlsMaterial, StepFailed> {
+    let (helm, client, ns, svc, rel) = (s.helm.clone(), s.client.clone(), s.namespace.clone(), service.to_string(), rel.clone());
+    s.step("install", async move {
+        let tls = create_server_tls(&client, &ns, &svc).await?;
+        helm.install(&rel).await?;
+        Ok(tls)
+    })
+    .await
 }
 
 fn names(pods: &[Pod]) -> Vec<String> {
@@ -78,15 +89,7 @@ async fn ha_mode_holds_live() {
 
     let rel = mode_release(env, "scenarios/modes/ha.yaml", release, &ns, &env.workspace.join("chart"));
     s.release = Some(release.into());
-    let (helm, c, n, svc) = (s.helm.clone(), client.clone(), ns.clone(), service.clone());
-    let Ok(_tls) = s
-        .step("install", async move {
-            let tls = create_server_tls(&c, &n, &svc).await?;
-            helm.install(&rel).await?;
-            Ok(tls)
-        })
-        .await
-    else {
+    let Ok(_tls) = install_with_server_tls(&mut s, &rel, &service).await else {
         s.finish().await.unwrap();
         return;
     };
@@ -320,15 +323,7 @@ async fn external_db_mode_holds_live() {
         "server": {"database": {"maxConnections": MAX_CONNS}},
     }));
     s.release = Some(release.into());
-    let (helm, c, n, svc) = (s.helm.clone(), client.clone(), ns.clone(), service.clone());
-    let Ok(tls) = s
-        .step("install", async move {
-            let tls = create_server_tls(&c, &n, &svc).await?;
-            helm.install(&rel).await?;
-            Ok(tls)
-        })
-        .await
-    else {
+    let Ok(tls) = install_with_server_tls(&mut s, &rel, &service).await else {
         s.finish().await.unwrap();
         return;
     };
@@ -453,15 +448,7 @@ async fn rotated_password_gives_28p01_and_alter_role_recovers_live() {
 
     let rel = mode_release(env, "scenarios/modes/default.yaml", release, &ns, &env.workspace.join("chart"));
     s.release = Some(release.into());
-    let (helm, c, n, svc, r) = (s.helm.clone(), client.clone(), ns.clone(), service.clone(), rel.clone());
-    let Ok(_tls) = s
-        .step("install", async move {
-            let tls = create_server_tls(&c, &n, &svc).await?;
-            helm.install(&r).await?;
-            Ok(tls)
-        })
-        .await
-    else {
+    let Ok(_tls) = install_with_server_tls(&mut s, &rel, &service).await else {
         s.finish().await.unwrap();
         return;
     };

@@ -147,6 +147,15 @@ pub async fn default_mode(env: &'static TestEnv, name: &str, release: &str, char
     s.finish().await
 }
 
+/// The binary's shared environment (cluster made on first use); a setup
+/// failure fails every test with its phase and fix.
+pub async fn shared_env() -> &'static TestEnv {
+    match TestEnv::shared_async(certctl_harness::env::Shape::default()).await {
+        Ok(env) => env,
+        Err(e) => panic!("{e}"),
+    }
+}
+
 /// The overrides every live install adds to a mode file: the images this run
 /// built (or the upstream ones online) and storage kind can provide.
 pub fn live_overrides(env: &TestEnv) -> serde_json::Value {
