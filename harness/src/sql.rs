@@ -1,6 +1,6 @@
 //! SQL through the Postgres pod: `psql` exec'd in the database container,
-//! results as rows of strings. No client library, no forwarded port, and it
-//! uses the pod's own local trust/peer or password setup.
+//! results as rows of strings. No client library, no forwarded port: the
+//! pod's own password setup over TCP, or its local-socket trust.
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
@@ -113,8 +113,9 @@ impl PsqlTarget {
     }
 
     async fn raw(&self, pods: &Api<Pod>, sql: &str) -> Result<String, SqlError> {
-        // -h 127.0.0.1 uses TCP inside the pod, so the image's password auth
-        // (PGPASSWORD from the pod env) applies as it does for the server.
+        // Tcp: -h 127.0.0.1, so the image's password auth (PGPASSWORD from the
+        // pod env) applies as it does for the server. Socket: no -h, the
+        // image's local trust.
         let script = match self.via {
             Via::Tcp => "PGPASSWORD=\"${POSTGRES_PASSWORD:-}\" exec psql -h 127.0.0.1 -U \"$1\" -d \"$2\" -v ON_ERROR_STOP=1 -X -A -t -F '|' -c \"$3\"",
             Via::Socket => "exec psql -U \"$1\" -d \"$2\" -v ON_ERROR_STOP=1 -X -A -t -F '|' -c \"$3\"",
