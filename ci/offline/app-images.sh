@@ -2,7 +2,7 @@
 # Offline application images: postgres (official image contract, our entrypoint)
 # and the certctl server and agent built from this workspace. Tags are content
 # hashes. Prints KEY=VALUE lines for images.env.
-#   ci/offline/app-images.sh [postgres|server|agent]...   (default: all three)
+#   ci/offline/app-images.sh [postgres|prometheus|server|agent]...   (default: all four)
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 export DOCKER_BUILDKIT=0
 PG_MAJOR=15   # Debian bookworm's, matching the app base's suite
@@ -39,6 +39,24 @@ DOCKERFILE
   rm -rf "$ctx"
 }
 
+# --- prometheus --------------------------------------------------------------------
+# Debian's Prometheus (static scrape configs; no Kubernetes discovery) as the real
+# scraper the live tier points at the server with a ServiceMonitor's settings.
+build_prometheus() {
+  local ctx; ctx=$(mktemp -d)
+  cat >"$ctx/Dockerfile" <<DOCKERFILE
+FROM $app_rootfs
+RUN set -e; apt-get update -qq; \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+    rm -rf /var/lib/apt/lists/*; /usr/bin/prometheus --version >/dev/null
+USER 65532:65532
+LABEL org.certctl.offline=true
+ENTRYPOINT ["/usr/bin/prometheus"]
+DOCKERFILE
+  docker build -q -t "$PROMETHEUS_IMAGE" "$ctx" >/dev/null
+  rm -rf "$ctx"
+}
+
 # --- certctl server / agent ------------------------------------------------------
 # The binaries come from `cargo build --release` on this host, whose glibc is
 # the app base's (both bookworm).
@@ -64,7 +82,7 @@ DOCKERFILE
   rm -rf "$ctx"
 }
 
-[[ $# -gt 0 ]] || set -- postgres server agent
+[[ $# -gt 0 ]] || set -- postgres prometheus server agent
 for what in "$@"; do
   case $what in
     postgres)
@@ -72,12 +90,17 @@ for what in "$@"; do
       POSTGRES_IMAGE="certctl/postgres:$PG_MAJOR-$key"
       image_stage image-postgres "$key" "$POSTGRES_IMAGE" build_postgres
       echo "POSTGRES_IMAGE=$POSTGRES_IMAGE" ;;
+    prometheus)
+      key=$(hash_key "$app_rootfs" "$(declare -f build_prometheus)")
+      PROMETHEUS_IMAGE="certctl/prometheus:$key"
+      image_stage image-prometheus "$key" "$PROMETHEUS_IMAGE" build_prometheus
+      echo "PROMETHEUS_IMAGE=$PROMETHEUS_IMAGE" ;;
     server|agent)
       APP_BIN=$(cargo_bin "certctl-$what")
       key=$(hash_key "$app_rootfs" "$APP_BIN" "$(declare -f build_app)")
       APP_IMAGE="certctl/$what:$key"
       image_stage "image-$what" "$key" "$APP_IMAGE" build_app "$what"
       echo "${what^^}_IMAGE=$APP_IMAGE" ;;
-    *) die "unknown app image: $what (want postgres, server or agent)" ;;
+    *) die "unknown app image: $what (want postgres, prometheus, server or agent)" ;;
   esac
 done

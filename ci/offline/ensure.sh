@@ -8,7 +8,7 @@
 # locally; no network is probed to decide.
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 IMAGES_ENV="$CERTCTL_CACHE/images.env"
-OWNED_KEYS=(IMAGE_SOURCE NODE_IMAGE NETPROBE_IMAGE POSTGRES_IMAGE SERVER_IMAGE AGENT_IMAGE KUBERNETES_VERSION
+OWNED_KEYS=(IMAGE_SOURCE NODE_IMAGE NETPROBE_IMAGE POSTGRES_IMAGE PROMETHEUS_IMAGE SERVER_IMAGE AGENT_IMAGE KUBERNETES_VERSION
   CERT_MANAGER_IMAGE CERT_MANAGER_CRDS CERT_MANAGER_MANIFESTS)
 
 want_node=0 want_apps=0
@@ -71,9 +71,13 @@ if (( want_node )); then
   fi
 fi
 if (( want_apps )); then
-  decided[POSTGRES_IMAGE]=1 decided[SERVER_IMAGE]=1 decided[AGENT_IMAGE]=1
+  decided[POSTGRES_IMAGE]=1 decided[PROMETHEUS_IMAGE]=1 decided[SERVER_IMAGE]=1 decided[AGENT_IMAGE]=1
   apps=(server agent)
-  if [[ $source_mode == offline ]]; then apps=(postgres "${apps[@]}"); else out[POSTGRES_IMAGE]=$POSTGRES_ONLINE_IMAGE; fi
+  if [[ $source_mode == offline ]]; then
+    apps=(postgres prometheus "${apps[@]}")
+  else
+    out[POSTGRES_IMAGE]=$POSTGRES_ONLINE_IMAGE out[PROMETHEUS_IMAGE]=$PROMETHEUS_ONLINE_IMAGE
+  fi
   lines=$(bash "$CI_DIR/offline/app-images.sh" "${apps[@]}")
   while IFS='=' read -r k v; do out[$k]=$v; done <<<"$lines"
   # cert-manager: offline, our controller build; online, the live tier installs the

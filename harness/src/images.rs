@@ -120,6 +120,8 @@ pub struct ImageSet {
     pub agent: ImageRef,
     /// The postgres image the chart's bundled database uses.
     pub postgres: ImageRef,
+    /// A Prometheus image (the real scraper), if the image set has one.
+    pub prometheus: Option<ImageRef>,
     /// The network probe image (offline node image only), if any.
     pub netprobe: Option<ImageRef>,
     /// `offline` or `online`.
@@ -171,6 +173,7 @@ impl ImageSet {
             server: ImageRef::parse(&get("SERVER_IMAGE")?),
             agent: ImageRef::parse(&get("AGENT_IMAGE")?),
             postgres: ImageRef::parse(&get("POSTGRES_IMAGE")?),
+            prometheus: map.get("PROMETHEUS_IMAGE").filter(|v| !v.is_empty()).map(|v| ImageRef::parse(v)),
             netprobe: map.get("NETPROBE_IMAGE").filter(|v| !v.is_empty()).map(|v| ImageRef::parse(v)),
             source: map.get("IMAGE_SOURCE").cloned().unwrap_or_else(|| "offline".into()),
             cert_manager: match (map.get("CERT_MANAGER_IMAGE"), map.get("CERT_MANAGER_CRDS"), map.get("CERT_MANAGER_MANIFESTS")) {
@@ -207,6 +210,7 @@ impl ImageSet {
     /// ```
     pub fn app_images(&self) -> Vec<String> {
         let mut images = vec![self.server.to_string(), self.agent.to_string(), self.postgres.to_string()];
+        images.extend(self.prometheus.as_ref().map(ToString::to_string));
         images.extend(self.cert_manager.as_ref().map(|c| c.image.to_string()));
         images
     }

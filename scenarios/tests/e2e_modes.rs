@@ -111,6 +111,24 @@ async fn ha_mode_holds_live() {
 
     let (c, n, f) = (client.clone(), ns.clone(), full.clone());
     let _ = s.step("ServiceMonitor's key, CA and server name make a working scrape", async move { service_monitor_scrapes(&c, &n, &f).await }).await;
+    match env.images.prometheus.as_ref() {
+        Some(image) => {
+            let (c, n, f, image, helm) = (client.clone(), ns.clone(), full.clone(), image.to_string(), s.helm.clone());
+            let admitting = rel.clone().set(serde_json::json!({"networkPolicy": {"extraIngress": [{
+                "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": format!("{ns}-monitoring")}},
+                          "podSelector": {"matchLabels": {"app": "e2e-prometheus"}}}],
+                "ports": [{"protocol": "TCP", "port": 8443}],
+            }]}}));
+            let _ = s
+                .step("a real Prometheus with the ServiceMonitor's settings: blocked by the policy, scraping once extraIngress admits it", async move {
+                    prometheus_blocked_then_admitted(&c, &n, &f, release, &image, &helm, &admitting).await
+                })
+                .await;
+        }
+        None => {
+            let _ = s.step("a real Prometheus scrapes the servers", async { Err::<(), _>("images.env has no PROMETHEUS_IMAGE: run `bash ci/offline/ensure.sh apps`".into()) }).await;
+        }
+    }
 
     let db = PsqlTarget::new(&format!("{full}-postgres-0"), "postgres", "certctl", "certctl");
     let p = pods.clone();
@@ -288,6 +306,117 @@ async fn service_monitor_scrapes(client: &kube::Client, ns: &str, full: &str) ->
     let body = response.text().await?;
     ensure!(body.contains("certctl_db_pool_max_connections"), "scrape body lacks certctl metrics: {}", &body[..body.len().min(300)]);
     Ok(())
+}
+
+/// What Prometheus needs from a ServiceMonitor to scrape like the operator would.
+struct ScrapeSettings {
+    token: String,
+    ca: String,
+    server_name: String,
+    path: String,
+}
+
+async fn scrape_settings(client: &kube::Client, ns: &str, full: &str) -> StepResult<ScrapeSettings> {
+    let gvk = GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor");
+    let monitors: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ApiResource::from_gvk(&gvk));
+    let sm = monitors.get(&format!("{full}-server")).await?;
+    let endpoint = &sm.data["spec"]["endpoints"][0];
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let value = |sel: &serde_json::Value| {
+        let (secrets, name, key) = (secrets.clone(), sel["name"].as_str().unwrap_or_default().to_string(), sel["key"].as_str().unwrap_or_default().to_string());
+        async move {
+            let secret = secrets.get(&name).await.map_err(|e| format!("Secret {name} named by the ServiceMonitor: {e}"))?;
+            let bytes = secret.data.and_then(|d| d.get(&key).cloned()).ok_or_else(|| format!("Secret {name} has no key {key:?} (named by the ServiceMonitor)"))?;
+            StepResult::Ok(String::from_utf8(bytes.0)?.trim().to_string())
+        }
+    };
+    Ok(ScrapeSettings {
+        token: value(&endpoint["bearerTokenSecret"]).await?,
+        ca: value(&endpoint["tlsConfig"]["ca"]["secret"]).await?,
+        server_name: endpoint["tlsConfig"]["serverName"].as_str().unwrap_or_default().to_string(),
+        path: endpoint["path"].as_str().unwrap_or("/metrics").to_string(),
+    })
+}
+
+/// Runs Prometheus in a namespace of its own with a static scrape of every
+/// server pod, configured from the ServiceMonitor (bearer token file, CA file,
+/// server name, path). The NetworkPolicy drops it (every `up` 0, held);
+/// after `helm upgrade` with an extraIngress for that namespace and pod,
+/// every `up` turns 1 and certctl's metrics are in Prometheus.
+async fn prometheus_blocked_then_admitted(client: &kube::Client, ns: &str, full: &str, release: &str, image: &str, helm: &certctl_harness::helm::Helm, admitting: &Release) -> StepResult {
+    let settings = scrape_settings(client, ns, full).await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let targets: Vec<String> = list(&pods, &selector(release, "server")).await.into_iter().filter(is_ready).filter_map(|p| p.status.and_then(|s| s.pod_ip)).map(|ip| format!("{ip}:8443")).collect();
+    ensure!(targets.len() == 3, "want 3 Ready server pods with IPs to scrape, found {targets:?}");
+    let monitoring = format!("{ns}-monitoring");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": monitoring, "labels": {"certctl.e2e/owner": ns}}}))?;
+    namespaces.create(&PostParams::default(), &namespace).await?;
+    let result = async {
+        let config = serde_json::json!({
+            "global": {"scrape_interval": "3s", "scrape_timeout": "2s"},
+            "scrape_configs": [{
+                "job_name": "certctl",
+                "scheme": "https",
+                "metrics_path": settings.path,
+                "authorization": {"credentials_file": "/etc/scrape/token"},
+                "tls_config": {"ca_file": "/etc/scrape/ca.crt", "server_name": settings.server_name},
+                "static_configs": [{"targets": targets}],
+            }],
+        });
+        let objects: [serde_json::Value; 3] = [
+            serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "scrape"}, "stringData": {"token": settings.token, "ca.crt": settings.ca}}),
+            serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "prometheus"}, "data": {"prometheus.yml": serde_yaml_ng::to_string(&config)?}}),
+            serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "prometheus", "labels": {"app": "e2e-prometheus"}}, "spec": {
+                "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "fsGroup": 65532},
+                "containers": [{"name": "prometheus", "image": image, "imagePullPolicy": "IfNotPresent",
+                    "args": ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus", "--web.listen-address=:9090"],
+                    "readinessProbe": {"httpGet": {"path": "/-/ready", "port": 9090}, "periodSeconds": 2},
+                    "volumeMounts": [{"name": "config", "mountPath": "/etc/prometheus"}, {"name": "scrape", "mountPath": "/etc/scrape"}, {"name": "data", "mountPath": "/prometheus"}]}],
+                "volumes": [{"name": "config", "configMap": {"name": "prometheus"}}, {"name": "scrape", "secret": {"secretName": "scrape"}}, {"name": "data", "emptyDir": {}}],
+            }}),
+        ];
+        Api::<Secret>::namespaced(client.clone(), &monitoring).create(&PostParams::default(), &serde_json::from_value(objects[0].clone())?).await?;
+        Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), &monitoring).create(&PostParams::default(), &serde_json::from_value(objects[1].clone())?).await?;
+        let prom_pods: Api<Pod> = Api::namespaced(client.clone(), &monitoring);
+        prom_pods.create(&PostParams::default(), &serde_json::from_value(objects[2].clone())?).await?;
+        wait_pods_ready(&prom_pods, "app=e2e-prometheus", 1, Deadline::secs(120)).await?;
+        let fwd = PortForward::to_pod(prom_pods, "prometheus", 9090).await?;
+        let query = |q: &'static str| {
+            let url = format!("http://{}/api/v1/query", fwd.local_addr());
+            async move {
+                let url = reqwest::Url::parse_with_params(&url, &[("query", q)])?;
+                let text = reqwest::Client::new().get(url).timeout(Duration::from_secs(10)).send().await?.text().await?;
+                let body: serde_json::Value = serde_json::from_str(&text)?;
+                StepResult::Ok(body["data"]["result"].as_array().cloned().unwrap_or_default().iter().map(|r| r["value"][1].as_str().unwrap_or_default().to_string()).collect::<Vec<_>>())
+            }
+        };
+        let up = |want: &'static str| {
+            let query = &query;
+            async move {
+                wait_until(&format!("Prometheus to see up == {want} for all 3 servers"), Deadline::secs(90).every_millis(2000), || async {
+                    let values = query("up{job=\"certctl\"}").await.map_err(|e| kube::Error::Service(e.to_string().into()))?;
+                    Ok(if values.len() == 3 && values.iter().all(|v| v == want) { Poll::Ready(()) } else { Poll::Pending(format!("up values {values:?}")) })
+                })
+                .await
+            }
+        };
+        // Blocked first (the positive control comes second: same Prometheus, same settings).
+        up("0").await?;
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let values = query("up{job=\"certctl\"}").await?;
+            ensure!(values.iter().all(|v| v == "0"), "a server answered Prometheus while the NetworkPolicy should drop it: up {values:?}");
+        }
+        helm.upgrade(admitting).await?;
+        up("1").await?;
+        let pools = query("certctl_db_pool_max_connections").await?;
+        ensure!(pools.len() == 3, "Prometheus scraped up == 1 but holds {} certctl_db_pool_max_connections series, want 3", pools.len());
+        StepResult::Ok(())
+    }
+    .await;
+    let _ = namespaces.delete(&monitoring, &DeleteParams::background()).await;
+    result
 }
 
 /// An HTTPS client trusting only `ca`, TLS 1.3, `host` pinned to `addr`.
