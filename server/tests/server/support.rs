@@ -139,6 +139,8 @@ pub struct ServerProcess {
     child: Child,
     pub port: u16,
     lines: Arc<Mutex<Vec<String>>>,
+    /// Output readers; joined on exit so every line is in `lines` before anyone reads it.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 /// Environment for a server on a free port using `pki`; `database_url` may point anywhere.
@@ -179,18 +181,19 @@ impl ServerProcess {
             .spawn()
             .expect("spawn certctl-server");
         let lines = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
         for stream in [
             Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
             Box::new(child.stderr.take().unwrap()),
         ] {
             let lines = lines.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     lines.lock().unwrap().push(line);
                 }
-            });
+            }));
         }
-        Self { child, port, lines }
+        Self { child, port, lines, readers }
     }
 
     pub fn pid(&self) -> u32 {
@@ -233,6 +236,10 @@ impl ServerProcess {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = child.try_wait().unwrap() {
+                // The pipes close with the process; the readers end at EOF.
+                for reader in self.readers.drain(..) {
+                    let _ = reader.join();
+                }
                 return status.code().unwrap_or(-1);
             }
             if Instant::now() > deadline {
