@@ -150,12 +150,8 @@ impl ReloadableCert {
     /// See [`load_certified_key`].
     pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
         let now = file_bytes(&self.cert_path, &self.key_path);
-        {
-            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            if *seen == now {
-                return Ok(false);
-            }
-            *seen = now;
+        if *self.seen.lock().unwrap_or_else(|e| e.into_inner()) == now {
+            return Ok(false);
         }
         self.reload().map(|()| true)
     }
@@ -166,6 +162,8 @@ impl ReloadableCert {
     /// # Errors
     /// See [`load_certified_key`].
     pub fn reload(&self) -> Result<(), TlsError> {
+        // Recorded first, so the file poll does not load the same pair again.
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = file_bytes(&self.cert_path, &self.key_path);
         let key = load_certified_key(&self.cert_path, &self.key_path)?;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(key);
         Ok(())
