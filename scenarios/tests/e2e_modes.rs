@@ -261,26 +261,10 @@ async fn network_policy_holds(client: &kube::Client, ns: &str, service: &str, ag
 /// Secret and CA Secret, and scrapes one server pod with exactly those
 /// settings (TLS verified against the CA for `serverName`).
 async fn service_monitor_scrapes(client: &kube::Client, ns: &str, full: &str) -> StepResult {
-    let gvk = GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor");
-    let monitors: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ApiResource::from_gvk(&gvk));
-    let sm = monitors.get(&format!("{full}-server")).await?;
-    let spec = &sm.data["spec"];
+    let ScrapeSettings { token, ca, server_name, path, spec } = scrape_settings(client, ns, full).await?;
     let endpoint = &spec["endpoints"][0];
     ensure!(endpoint["scheme"] == "https", "ServiceMonitor scheme {}, want https", endpoint["scheme"]);
     ensure!(endpoint["tlsConfig"]["insecureSkipVerify"] != true, "ServiceMonitor skips TLS verification");
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let secret_value = |sel: serde_json::Value| {
-        let secrets = secrets.clone();
-        async move {
-            let (name, key) = (sel["name"].as_str().unwrap_or_default().to_string(), sel["key"].as_str().unwrap_or_default().to_string());
-            let secret = secrets.get(&name).await.map_err(|e| format!("Secret {name} named by the ServiceMonitor: {e}"))?;
-            let bytes = secret.data.and_then(|d| d.get(&key).cloned()).ok_or_else(|| format!("Secret {name} has no key {key:?} (named by the ServiceMonitor)"))?;
-            StepResult::Ok(String::from_utf8(bytes.0)?.trim().to_string())
-        }
-    };
-    let token = secret_value(endpoint["bearerTokenSecret"].clone()).await?;
-    let ca = secret_value(endpoint["tlsConfig"]["ca"]["secret"].clone()).await?;
-    let server_name = endpoint["tlsConfig"]["serverName"].as_str().unwrap_or_default().to_string();
     ensure!(!server_name.is_empty(), "ServiceMonitor tlsConfig has no serverName");
 
     // The Service the monitor selects has the port it names.
@@ -299,7 +283,6 @@ async fn service_monitor_scrapes(client: &kube::Client, ns: &str, full: &str) ->
     let pod = list(&pods, &label_selector).await.into_iter().find(is_ready).and_then(|p| p.metadata.name).ok_or("no Ready server pod")?;
     let fwd = PortForward::to_pod(pods, &pod, 8443).await?;
     let http = https_client(&server_name, fwd.local_addr(), &ca, Duration::from_secs(10))?;
-    let path = endpoint["path"].as_str().unwrap_or("/metrics");
     let url = format!("https://{server_name}:{}{path}", fwd.local_addr().port());
     let response = http.get(&url).bearer_auth(&token).send().await.map_err(|e| format!("scrape {url} with the ServiceMonitor's CA and serverName: {e}"))?;
     ensure!(response.status() == 200, "scrape with the ServiceMonitor's key: HTTP {}", response.status());
@@ -314,6 +297,8 @@ struct ScrapeSettings {
     ca: String,
     server_name: String,
     path: String,
+    /// The ServiceMonitor's whole spec, for checks beyond the scrape.
+    spec: serde_json::Value,
 }
 
 async fn scrape_settings(client: &kube::Client, ns: &str, full: &str) -> StepResult<ScrapeSettings> {
@@ -335,6 +320,7 @@ async fn scrape_settings(client: &kube::Client, ns: &str, full: &str) -> StepRes
         ca: value(&endpoint["tlsConfig"]["ca"]["secret"]).await?,
         server_name: endpoint["tlsConfig"]["serverName"].as_str().unwrap_or_default().to_string(),
         path: endpoint["path"].as_str().unwrap_or("/metrics").to_string(),
+        spec: sm.data["spec"].clone(),
     })
 }
 
