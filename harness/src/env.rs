@@ -14,7 +14,7 @@
 //!   skips unchanged stages) | `skip` (read the existing `images.env` only)
 //! - `CERTCTL_ARTIFACTS` = where bundles and JUnit go
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
@@ -106,7 +106,7 @@ impl TestEnv {
         let t = Timings::global();
         let fail = |phase: &'static str, e: &dyn std::fmt::Display| EnvError { phase, message: e.to_string() };
         let keep = KeepPolicy::from_env().map_err(|e| fail("config", &e))?;
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new(".")).to_path_buf();
+        let workspace = crate::workspace::root();
         let artifacts = crate::diagnostics::artifacts_root();
         let kubeconfig = std::env::var_os("CERTCTL_KUBECONFIG").filter(|v| !v.is_empty()).map(PathBuf::from);
 

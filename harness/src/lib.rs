@@ -37,4 +37,5 @@ pub mod timing;
 pub mod tls;
 pub mod wait;
 pub mod watchdog;
+pub mod workspace;
 pub mod postgres;

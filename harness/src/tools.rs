@@ -141,7 +141,7 @@ pub struct PinnedVersions {
 impl PinnedVersions {
     /// This workspace's `ci/versions.env`.
     pub fn default_path() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../ci/versions.env")
+        crate::workspace::root().join("ci/versions.env")
     }
 
     /// Reads this workspace's `ci/versions.env`.

@@ -1,7 +1,7 @@
 //! Install modes: each is a values file under `scenarios/modes/`.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// One way of installing the chart that the project proves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -47,13 +47,13 @@ impl fmt::Display for Mode {
     }
 }
 
-fn workspace_root() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+fn workspace_root() -> PathBuf {
+    certctl_harness::workspace::root()
 }
 
 /// `scenarios/modes/`.
 pub fn modes_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("modes")
+    workspace_root().join("scenarios/modes")
 }
 
 /// The chart directory, `chart/`.
