@@ -8,7 +8,8 @@ REPO_DIR="$(cd "$CI_DIR/.." && pwd)"
 export CERTCTL_CACHE="${CERTCTL_CACHE:-$HOME/.cache/certctl-proof}"
 # shellcheck source=versions.env
 source "$CI_DIR/versions.env"
-export PATH="/usr/local/go/bin:$PATH"
+# sbin too: minimal shells (cron, env -i) leave out where sysctl, ip and iptables live.
+export PATH="/usr/local/go/bin:$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 mkdir -p "$CERTCTL_CACHE/stamps" "$CERTCTL_CACHE/logs"
 
 log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
