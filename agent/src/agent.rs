@@ -48,11 +48,7 @@ enum TurnError {
 
 impl PendingReport {
     fn failed(job_id: &str, message: String) -> Self {
-        Self {
-            job_id: job_id.to_owned(),
-            completed: false,
-            message,
-        }
+        Self { job_id: job_id.to_owned(), completed: false, message }
     }
 }
 
@@ -145,10 +141,7 @@ impl Agent {
                 match turn {
                     Ok(()) => {
                         if self.backoff.failures() > 0 {
-                            info!(
-                                failures = self.backoff.failures(),
-                                "server reachable again; back to normal intervals"
-                            );
+                            info!(failures = self.backoff.failures(), "server reachable again; back to normal intervals");
                         }
                         self.backoff.succeed();
                         retry_at = None;
@@ -162,10 +155,7 @@ impl Agent {
                 }
             }
             let now = Instant::now();
-            let next = self
-                .next_heartbeat
-                .min(self.next_poll)
-                .max(retry_at.unwrap_or(now));
+            let next = self.next_heartbeat.min(self.next_poll).max(retry_at.unwrap_or(now));
             let wake = next.min(now + self.liveness.tick);
             tokio::select! {
                 () = tokio::time::sleep_until(wake) => {}
@@ -257,18 +247,14 @@ impl Agent {
             Ok(prepared) => prepared,
             Err(e) => {
                 error!(job_id = %job.id, error = %chain(&e), "cannot build the CSR; reporting the job failed");
-                return self
-                    .report(agent_id, PendingReport::failed(&job.id, chain(&e)))
-                    .await;
+                return self.report(agent_id, PendingReport::failed(&job.id, chain(&e))).await;
             }
         };
         match self.client.submit_csr(agent_id, &job, &csr).await {
             Ok(()) => {}
             Err(e) if e.status() == Some(StatusCode::BAD_REQUEST) => {
                 error!(job_id = %job.id, error = %chain(&e), "the server refused the CSR");
-                return self
-                    .report(agent_id, PendingReport::failed(&job.id, chain(&e)))
-                    .await;
+                return self.report(agent_id, PendingReport::failed(&job.id, chain(&e))).await;
             }
             Err(e) if e.status() == Some(StatusCode::CONFLICT) => {
                 warn!(job_id = %job.id, error = %chain(&e), "the job is no longer pending; skipping it");
@@ -277,14 +263,7 @@ impl Agent {
             Err(e) => return Err(e.into()),
         }
         info!(job_id = %job.id, certificate_id = %job.certificate_id, "CSR submitted");
-        self.awaiting.insert(
-            job.id.clone(),
-            AwaitingCertificate {
-                job,
-                key,
-                attempts: 0,
-            },
-        );
+        self.awaiting.insert(job.id.clone(), AwaitingCertificate { job, key, attempts: 0 });
         self.fetch_awaiting(agent_id).await
     }
 
@@ -295,30 +274,17 @@ impl Agent {
             let entry = self.awaiting.get_mut(&job_id).expect("key listed above");
             entry.attempts += 1;
             let certificate_id = entry.job.certificate_id.clone();
-            let issued = match self
-                .client
-                .fetch_certificate(agent_id, &certificate_id)
-                .await
-            {
+            let issued = match self.client.fetch_certificate(agent_id, &certificate_id).await {
                 Ok(issued) => issued,
-                Err(e)
-                    if e.status() == Some(StatusCode::NOT_FOUND)
-                        && entry.attempts < MAX_FETCH_ATTEMPTS =>
-                {
-                    info!(
-                        job_id,
-                        certificate_id,
-                        attempts = entry.attempts,
-                        "certificate not issued yet; will check again"
-                    );
+                Err(e) if e.status() == Some(StatusCode::NOT_FOUND) && entry.attempts < MAX_FETCH_ATTEMPTS => {
+                    info!(job_id, certificate_id, attempts = entry.attempts, "certificate not issued yet; will check again");
                     continue;
                 }
                 Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => {
                     error!(job_id, certificate_id, error = %chain(&e), "certificate never became available; reporting the job failed");
                     self.awaiting.remove(&job_id);
                     let message = "certificate not available after CSR submission".to_string();
-                    self.report(agent_id, PendingReport::failed(&job_id, message))
-                        .await?;
+                    self.report(agent_id, PendingReport::failed(&job_id, message)).await?;
                     continue;
                 }
                 Err(e) => return Err(e.into()),
@@ -333,33 +299,17 @@ impl Agent {
                 error!(job_id, certificate_id, error = %e, "cannot install the certificate; reporting the job failed");
             }
             let completed = outcome.is_ok();
-            self.report(
-                agent_id,
-                PendingReport {
-                    job_id,
-                    completed,
-                    message,
-                },
-            )
-            .await?;
+            self.report(agent_id, PendingReport { job_id, completed, message }).await?;
         }
         Ok(())
     }
 
     /// Reports a job outcome; if the server cannot take it now, keeps it for the next poll.
     async fn report(&mut self, agent_id: &str, report: PendingReport) -> Result<(), TurnError> {
-        let result = self
-            .client
-            .report_job(agent_id, &report.job_id, report.completed, &report.message)
-            .await;
+        let result = self.client.report_job(agent_id, &report.job_id, report.completed, &report.message).await;
         match result {
             Ok(()) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.status(),
-                    Some(StatusCode::NOT_FOUND | StatusCode::CONFLICT)
-                ) =>
-            {
+            Err(e) if matches!(e.status(), Some(StatusCode::NOT_FOUND | StatusCode::CONFLICT)) => {
                 warn!(job_id = %report.job_id, error = %chain(&e), "the server no longer takes a status for this job");
                 Ok(())
             }
@@ -377,23 +327,11 @@ impl Agent {
         ca_pem: &str,
     ) -> Result<crate::crypto::CertificateSummary, String> {
         let job = &entry.job;
-        let summary = entry
-            .key
-            .check_certificate(certificate_pem)
-            .map_err(|e| chain(&e))?;
-        self.store
-            .install(
-                &job.certificate_id,
-                &entry.key.to_pem(),
-                certificate_pem,
-                ca_pem,
-            )
-            .map_err(|e| chain(&e))?;
+        let summary = entry.key.check_certificate(certificate_pem).map_err(|e| chain(&e))?;
+        self.store.install(&job.certificate_id, &entry.key.to_pem(), certificate_pem, ca_pem).map_err(|e| chain(&e))?;
         let own = job.common_name == self.config.agent_name;
         if own {
-            self.store
-                .link_agent_identity(&job.certificate_id)
-                .map_err(|e| chain(&e))?;
+            self.store.link_agent_identity(&job.certificate_id).map_err(|e| chain(&e))?;
         }
         info!(
             certificate_id = %job.certificate_id,
@@ -410,23 +348,13 @@ impl Agent {
         let retry_in = format!("{:.1}s", delay.as_secs_f64());
         let failures = self.backoff.failures();
         match e {
-            ApiError::Status {
-                op,
-                status,
-                message,
-                ..
-            } if *status == StatusCode::UNAUTHORIZED => error!(
+            ApiError::Status { op, status, message, .. } if *status == StatusCode::UNAUTHORIZED => error!(
                 %op, failures, %retry_in,
                 "the server rejected the API key (HTTP 401): check that CERTCTL_API_KEY equals one of the keys in the \
                  server's CERTCTL_AUTH_SECRET (chart: server.auth.apiKey; both must come from the same Secret) and has \
                  no stray whitespace; server said: {message}"
             ),
-            ApiError::Status {
-                op,
-                status,
-                message,
-                ..
-            } if *status == StatusCode::FORBIDDEN => error!(
+            ApiError::Status { op, status, message, .. } if *status == StatusCode::FORBIDDEN => error!(
                 %op, failures, %retry_in, permission = op.permission(),
                 "the server refused {op} (HTTP 403): the API key lacks the permission {}; grant it to the key \
                  (keys in CERTCTL_AUTH_SECRET hold all permissions); server said: {message}",
@@ -443,11 +371,7 @@ impl Agent {
 
 /// Ids from the server end up in URL paths and file names: accept plain ids only.
 pub fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+    !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
 }
 
 /// An error and its sources, joined with ": ".
@@ -480,10 +404,7 @@ mod tests {
     #[test]
     fn chain_joins_sources() {
         let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
-        let e = StoreError::Write {
-            path: "/k/x.key".into(),
-            source: io,
-        };
+        let e = StoreError::Write { path: "/k/x.key".into(), source: io };
         assert_eq!(chain(&e), "writing /k/x.key failed: denied");
     }
 }

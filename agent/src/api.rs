@@ -33,9 +33,7 @@ impl Operation {
         match self {
             Operation::Register => "agent.register",
             Operation::Heartbeat => "agent.heartbeat",
-            Operation::PollWork | Operation::FetchCertificate | Operation::ReportJob => {
-                "agent.job.poll"
-            }
+            Operation::PollWork | Operation::FetchCertificate | Operation::ReportJob => "agent.job.poll",
             Operation::SubmitCsr => "agent.csr.submit",
         }
     }
@@ -196,19 +194,11 @@ impl ApiClient {
             .https_only(true)
             .no_proxy()
             .timeout(config.request_timeout)
-            .connect_timeout(
-                config
-                    .request_timeout
-                    .min(std::time::Duration::from_secs(10)),
-            )
+            .connect_timeout(config.request_timeout.min(std::time::Duration::from_secs(10)))
             .user_agent(concat!("certctl-agent/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(ApiError::Client)?;
-        Ok(Self {
-            http,
-            base: config.api_base.clone(),
-            api_key: config.api_key.clone(),
-        })
+        Ok(Self { http, base: config.api_base.clone(), api_key: config.api_key.clone() })
     }
 
     /// Registers (or finds, by name) this agent.
@@ -217,12 +207,8 @@ impl ApiClient {
     /// [`ApiError`].
     pub async fn register(&self, name: &str) -> Result<AgentRecord, ApiError> {
         let hostname = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty());
-        let body = RegisterBody {
-            name,
-            hostname: hostname.as_deref(),
-        };
-        self.call(Operation::Register, Method::POST, "agents", Some(&body))
-            .await
+        let body = RegisterBody { name, hostname: hostname.as_deref() };
+        self.call(Operation::Register, Method::POST, "agents", Some(&body)).await
     }
 
     /// Sends a heartbeat.
@@ -232,9 +218,7 @@ impl ApiClient {
     pub async fn heartbeat(&self, agent_id: &str) -> Result<(), ApiError> {
         let body = serde_json::json!({ "version": VERSION });
         let path = format!("agents/{agent_id}/heartbeat");
-        self.call::<serde_json::Value>(Operation::Heartbeat, Method::POST, &path, Some(&body))
-            .await
-            .map(drop)
+        self.call::<serde_json::Value>(Operation::Heartbeat, Method::POST, &path, Some(&body)).await.map(drop)
     }
 
     /// Lists the agent's pending jobs.
@@ -243,9 +227,7 @@ impl ApiClient {
     /// [`ApiError`].
     pub async fn poll_work(&self, agent_id: &str) -> Result<Vec<Job>, ApiError> {
         let path = format!("agents/{agent_id}/work");
-        let work: WorkResponse = self
-            .call(Operation::PollWork, Method::GET, &path, None::<&()>)
-            .await?;
+        let work: WorkResponse = self.call(Operation::PollWork, Method::GET, &path, None::<&()>).await?;
         Ok(work.jobs)
     }
 
@@ -253,50 +235,30 @@ impl ApiClient {
     ///
     /// # Errors
     /// [`ApiError`]; 400 `invalid_csr` carries the server's reason.
-    pub async fn submit_csr(
-        &self,
-        agent_id: &str,
-        job: &Job,
-        csr_pem: &str,
-    ) -> Result<(), ApiError> {
+    pub async fn submit_csr(&self, agent_id: &str, job: &Job, csr_pem: &str) -> Result<(), ApiError> {
         let body = serde_json::json!({ "job_id": job.id, "certificate_id": job.certificate_id, "csr_pem": csr_pem });
         let path = format!("agents/{agent_id}/csr");
-        self.call::<serde_json::Value>(Operation::SubmitCsr, Method::POST, &path, Some(&body))
-            .await
-            .map(drop)
+        self.call::<serde_json::Value>(Operation::SubmitCsr, Method::POST, &path, Some(&body)).await.map(drop)
     }
 
     /// Fetches an issued certificate; 404 while it is not issued yet.
     ///
     /// # Errors
     /// [`ApiError`].
-    pub async fn fetch_certificate(
-        &self,
-        agent_id: &str,
-        certificate_id: &str,
-    ) -> Result<IssuedCertificate, ApiError> {
+    pub async fn fetch_certificate(&self, agent_id: &str, certificate_id: &str) -> Result<IssuedCertificate, ApiError> {
         let path = format!("agents/{agent_id}/certificates/{certificate_id}");
-        self.call(Operation::FetchCertificate, Method::GET, &path, None::<&()>)
-            .await
+        self.call(Operation::FetchCertificate, Method::GET, &path, None::<&()>).await
     }
 
     /// Reports a job as completed or failed.
     ///
     /// # Errors
     /// [`ApiError`].
-    pub async fn report_job(
-        &self,
-        agent_id: &str,
-        job_id: &str,
-        completed: bool,
-        message: &str,
-    ) -> Result<(), ApiError> {
+    pub async fn report_job(&self, agent_id: &str, job_id: &str, completed: bool, message: &str) -> Result<(), ApiError> {
         let status = if completed { "completed" } else { "failed" };
         let body = serde_json::json!({ "status": status, "message": message });
         let path = format!("agents/{agent_id}/jobs/{job_id}/status");
-        self.call::<serde_json::Value>(Operation::ReportJob, Method::POST, &path, Some(&body))
-            .await
-            .map(drop)
+        self.call::<serde_json::Value>(Operation::ReportJob, Method::POST, &path, Some(&body)).await.map(drop)
     }
 
     async fn call<T: DeserializeOwned>(
@@ -308,36 +270,22 @@ impl ApiClient {
     ) -> Result<T, ApiError> {
         // Path segments come from the server (ids); join refuses nothing, so they were
         // validated as plain ids before they got here (see agent::valid_id).
-        let url = self
-            .base
-            .join(path)
-            .expect("relative API path joins onto the base URL");
+        let url = self.base.join(path).expect("relative API path joins onto the base URL");
         let mut request = self.http.request(method, url).bearer_auth(&self.api_key);
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|source| ApiError::Transport { op, source })?;
+        let response = request.send().await.map_err(|source| ApiError::Transport { op, source })?;
         let status = response.status();
         if status.is_success() {
-            return response
-                .json::<T>()
-                .await
-                .map_err(|source| ApiError::Decode { op, source });
+            return response.json::<T>().await.map_err(|source| ApiError::Decode { op, source });
         }
         let text = response.text().await.unwrap_or_default();
         let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
             Ok(body) => (body.error.code, body.error.message),
             Err(_) => (String::new(), text.chars().take(300).collect()),
         };
-        Err(ApiError::Status {
-            op,
-            status,
-            code,
-            message,
-        })
+        Err(ApiError::Status { op, status, code, message })
     }
 }
 

@@ -19,11 +19,7 @@ pub struct Backoff {
 impl Backoff {
     /// A backoff with step `base` and cap `max`.
     pub fn new(base: Duration, max: Duration) -> Self {
-        Self {
-            base,
-            max,
-            failures: 0,
-        }
+        Self { base, max, failures: 0 }
     }
 
     /// Number of consecutive failures recorded since the last success.
@@ -34,10 +30,7 @@ impl Backoff {
     /// Records a failure and returns how long to wait before the next attempt.
     pub fn fail(&mut self) -> Duration {
         self.failures = self.failures.saturating_add(1);
-        jittered(
-            self.delay_without_jitter(),
-            rand::rng().random_range(0.0..JITTER_FRACTION),
-        )
+        jittered(self.delay_without_jitter(), rand::rng().random_range(0.0..JITTER_FRACTION))
     }
 
     /// Records a success: the next failure starts again at one step.
@@ -81,10 +74,7 @@ mod tests {
             let d = b.fail();
             let full = b.delay_without_jitter();
             assert!(d <= full, "{d:?} > {full:?}");
-            assert!(
-                d >= full.mul_f64(1.0 - JITTER_FRACTION),
-                "{d:?} too short for {full:?}"
-            );
+            assert!(d >= full.mul_f64(1.0 - JITTER_FRACTION), "{d:?} too short for {full:?}");
         }
     }
 
@@ -101,13 +91,7 @@ mod tests {
 
     #[test]
     fn jittered_is_exact() {
-        assert_eq!(
-            jittered(Duration::from_secs(100), 0.25),
-            Duration::from_secs(75)
-        );
-        assert_eq!(
-            jittered(Duration::from_secs(100), 0.0),
-            Duration::from_secs(100)
-        );
+        assert_eq!(jittered(Duration::from_secs(100), 0.25), Duration::from_secs(75));
+        assert_eq!(jittered(Duration::from_secs(100), 0.0), Duration::from_secs(100));
     }
 }

@@ -102,11 +102,7 @@ impl Config {
     /// # Errors
     /// [`ConfigError`] naming the first variable that is missing or invalid.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
 
         let api_base = parse_server_url(get("CERTCTL_SERVER_URL"))?;
         let api_key = get("CERTCTL_API_KEY").ok_or(ConfigError::Missing {
@@ -121,8 +117,7 @@ impl Config {
             });
         }
         let agent_name = parse_agent_name(get("CERTCTL_AGENT_NAME"))?;
-        let key_dir =
-            PathBuf::from(get("CERTCTL_KEY_DIR").unwrap_or_else(|| DEFAULT_KEY_DIR.into()));
+        let key_dir = PathBuf::from(get("CERTCTL_KEY_DIR").unwrap_or_else(|| DEFAULT_KEY_DIR.into()));
         if !key_dir.is_absolute() {
             return Err(ConfigError::Invalid {
                 var: "CERTCTL_KEY_DIR",
@@ -130,10 +125,7 @@ impl Config {
                 reason: "it must be an absolute path".into(),
             });
         }
-        let insecure_skip_verify = parse_bool(
-            "CERTCTL_INSECURE_SKIP_VERIFY",
-            get("CERTCTL_INSECURE_SKIP_VERIFY"),
-        )?;
+        let insecure_skip_verify = parse_bool("CERTCTL_INSECURE_SKIP_VERIFY", get("CERTCTL_INSECURE_SKIP_VERIFY"))?;
         let ca_bundle_path = get("CERTCTL_SERVER_CA_BUNDLE_PATH").map(PathBuf::from);
         if ca_bundle_path.is_none() && !insecure_skip_verify {
             return Err(ConfigError::Missing {
@@ -144,26 +136,11 @@ impl Config {
             });
         }
 
-        let heartbeat_interval = parse_interval(
-            "CERTCTL_HEARTBEAT_INTERVAL",
-            get("CERTCTL_HEARTBEAT_INTERVAL"),
-            DEFAULT_HEARTBEAT_INTERVAL,
-        )?;
-        let poll_interval = parse_interval(
-            "CERTCTL_POLL_INTERVAL",
-            get("CERTCTL_POLL_INTERVAL"),
-            DEFAULT_POLL_INTERVAL,
-        )?;
-        let backoff_base = parse_interval(
-            "CERTCTL_BACKOFF_BASE",
-            get("CERTCTL_BACKOFF_BASE"),
-            DEFAULT_BACKOFF_BASE,
-        )?;
-        let backoff_max = parse_interval(
-            "CERTCTL_BACKOFF_MAX",
-            get("CERTCTL_BACKOFF_MAX"),
-            DEFAULT_BACKOFF_MAX,
-        )?;
+        let heartbeat_interval =
+            parse_interval("CERTCTL_HEARTBEAT_INTERVAL", get("CERTCTL_HEARTBEAT_INTERVAL"), DEFAULT_HEARTBEAT_INTERVAL)?;
+        let poll_interval = parse_interval("CERTCTL_POLL_INTERVAL", get("CERTCTL_POLL_INTERVAL"), DEFAULT_POLL_INTERVAL)?;
+        let backoff_base = parse_interval("CERTCTL_BACKOFF_BASE", get("CERTCTL_BACKOFF_BASE"), DEFAULT_BACKOFF_BASE)?;
+        let backoff_max = parse_interval("CERTCTL_BACKOFF_MAX", get("CERTCTL_BACKOFF_MAX"), DEFAULT_BACKOFF_MAX)?;
         if backoff_max < backoff_base {
             return Err(ConfigError::Invalid {
                 var: "CERTCTL_BACKOFF_MAX",
@@ -171,11 +148,7 @@ impl Config {
                 reason: format!("it must be at least CERTCTL_BACKOFF_BASE ({backoff_base:?})"),
             });
         }
-        let request_timeout = parse_interval(
-            "CERTCTL_REQUEST_TIMEOUT",
-            get("CERTCTL_REQUEST_TIMEOUT"),
-            DEFAULT_REQUEST_TIMEOUT,
-        )?;
+        let request_timeout = parse_interval("CERTCTL_REQUEST_TIMEOUT", get("CERTCTL_REQUEST_TIMEOUT"), DEFAULT_REQUEST_TIMEOUT)?;
         let log_format = match get("CERTCTL_LOG_FORMAT").as_deref() {
             None | Some("json") => LogFormat::Json,
             Some("text") => LogFormat::Text,
@@ -210,45 +183,22 @@ impl Config {
 /// Parses `CERTCTL_SERVER_URL`: https only; `/api/v1` is appended unless already present.
 fn parse_server_url(raw: Option<String>) -> Result<Url, ConfigError> {
     const VAR: &str = "CERTCTL_SERVER_URL";
-    let raw = raw.ok_or(ConfigError::Missing {
-        var: VAR,
-        hint: "set it to the server's https URL, e.g. https://certctl-server:8443",
-    })?;
-    let invalid = |reason: String| ConfigError::Invalid {
-        var: VAR,
-        value: raw.clone(),
-        reason,
-    };
-    let mut url = Url::parse(&raw).map_err(|e| {
-        invalid(format!(
-            "not a URL ({e}); expected e.g. https://certctl-server:8443"
-        ))
-    })?;
+    let raw = raw.ok_or(ConfigError::Missing { var: VAR, hint: "set it to the server's https URL, e.g. https://certctl-server:8443" })?;
+    let invalid = |reason: String| ConfigError::Invalid { var: VAR, value: raw.clone(), reason };
+    let mut url = Url::parse(&raw).map_err(|e| invalid(format!("not a URL ({e}); expected e.g. https://certctl-server:8443")))?;
     match url.scheme() {
         "https" => {}
-        "http" => {
-            return Err(invalid(
-                "plain http is refused: the agent sends its API key and CSRs only over TLS; use https://".into(),
-            ))
-        }
+        "http" => return Err(invalid("plain http is refused: the agent sends its API key and CSRs only over TLS; use https://".into())),
         other => return Err(invalid(format!("scheme {other:?} is not supported; use https://"))),
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(invalid("it has no host".into()));
     }
-    if !url.username().is_empty()
-        || url.password().is_some()
-        || url.query().is_some()
-        || url.fragment().is_some()
-    {
+    if !url.username().is_empty() || url.password().is_some() || url.query().is_some() || url.fragment().is_some() {
         return Err(invalid("it must not carry credentials, a query or a fragment; the API key goes in CERTCTL_API_KEY".into()));
     }
     let path = url.path().trim_end_matches('/').to_owned();
-    let path = if path.ends_with(API_PREFIX) {
-        path
-    } else {
-        format!("{path}{API_PREFIX}")
-    };
+    let path = if path.ends_with(API_PREFIX) { path } else { format!("{path}{API_PREFIX}") };
     // A trailing slash makes Url::join append relative paths instead of replacing the last segment.
     url.set_path(&format!("{path}/"));
     Ok(url)
@@ -261,18 +211,14 @@ fn parse_agent_name(raw: Option<String>) -> Result<String, ConfigError> {
         var: VAR,
         hint: "set it to a stable unique name (in Kubernetes, the pod name via the downward API: fieldRef metadata.name)",
     })?;
-    let valid_chars = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
-    if name.len() > MAX_AGENT_NAME
-        || !valid_chars
-        || name.starts_with(['-', '.'])
-        || name.ends_with(['-', '.'])
-    {
+    let valid_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+    if name.len() > MAX_AGENT_NAME || !valid_chars || name.starts_with(['-', '.']) || name.ends_with(['-', '.']) {
         return Err(ConfigError::Invalid {
             var: VAR,
             value: name,
-            reason: "use at most 64 characters (the X.509 CN limit) from a-z, A-Z, 0-9, '-', '.', '_', not starting or ending with '-' or '.'".into(),
+            reason:
+                "use at most 64 characters (the X.509 CN limit) from a-z, A-Z, 0-9, '-', '.', '_', not starting or ending with '-' or '.'"
+                    .into(),
         });
     }
     Ok(name)
@@ -290,24 +236,14 @@ fn parse_bool(var: &'static str, raw: Option<String>) -> Result<bool, ConfigErro
     }
 }
 
-fn parse_interval(
-    var: &'static str,
-    raw: Option<String>,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
+fn parse_interval(var: &'static str, raw: Option<String>, default: Duration) -> Result<Duration, ConfigError> {
     let Some(raw) = raw else { return Ok(default) };
     match parse_duration(&raw) {
         Some(d) if !d.is_zero() => Ok(d),
-        Some(_) => Err(ConfigError::Invalid {
-            var,
-            value: raw,
-            reason: "it must be greater than zero".into(),
-        }),
-        None => Err(ConfigError::Invalid {
-            var,
-            value: raw,
-            reason: "expected a duration such as 30s, 500ms, 5m, 1h or plain seconds".into(),
-        }),
+        Some(_) => Err(ConfigError::Invalid { var, value: raw, reason: "it must be greater than zero".into() }),
+        None => {
+            Err(ConfigError::Invalid { var, value: raw, reason: "expected a duration such as 30s, 500ms, 5m, 1h or plain seconds".into() })
+        }
     }
 }
 
@@ -349,8 +285,7 @@ mod tests {
 
     fn refused_var(result: Result<Config, ConfigError>) -> (&'static str, String) {
         match result {
-            Err(e @ ConfigError::Missing { var, .. })
-            | Err(e @ ConfigError::Invalid { var, .. }) => (var, e.to_string()),
+            Err(e @ ConfigError::Missing { var, .. }) | Err(e @ ConfigError::Invalid { var, .. }) => (var, e.to_string()),
             Ok(c) => panic!("expected a refusal, got {c:?}"),
         }
     }
@@ -383,12 +318,7 @@ mod tests {
 
     #[test]
     fn missing_required_vars_are_named() {
-        for var in [
-            "CERTCTL_SERVER_URL",
-            "CERTCTL_API_KEY",
-            "CERTCTL_AGENT_NAME",
-            "CERTCTL_SERVER_CA_BUNDLE_PATH",
-        ] {
+        for var in ["CERTCTL_SERVER_URL", "CERTCTL_API_KEY", "CERTCTL_AGENT_NAME", "CERTCTL_SERVER_CA_BUNDLE_PATH"] {
             let (refused, msg) = refused_var(config(&[(var, "  ")]));
             assert_eq!(refused, var, "{msg}");
             assert!(msg.contains("is required"), "{msg}");
@@ -397,11 +327,7 @@ mod tests {
 
     #[test]
     fn skip_verify_makes_the_bundle_optional() {
-        let c = config(&[
-            ("CERTCTL_SERVER_CA_BUNDLE_PATH", ""),
-            ("CERTCTL_INSECURE_SKIP_VERIFY", "true"),
-        ])
-        .unwrap();
+        let c = config(&[("CERTCTL_SERVER_CA_BUNDLE_PATH", ""), ("CERTCTL_INSECURE_SKIP_VERIFY", "true")]).unwrap();
         assert!(c.insecure_skip_verify);
         assert!(c.ca_bundle_path.is_none());
     }

@@ -1,9 +1,7 @@
 //! Local key generation and CSR building. The private key is created here and only ever
 //! written to the key directory; nothing in this crate sends it anywhere.
 
-use rcgen::{
-    CertificateParams, DistinguishedName, DnType, KeyPair, PublicKeyData, PKCS_ECDSA_P256_SHA256,
-};
+use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PublicKeyData, PKCS_ECDSA_P256_SHA256};
 use x509_parser::pem::parse_x509_pem;
 
 /// Errors from key, CSR and certificate handling.
@@ -44,9 +42,7 @@ impl PrivateKey {
     /// # Errors
     /// [`CryptoError::KeyGeneration`] if the system RNG fails.
     pub fn generate() -> Result<Self, CryptoError> {
-        KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
-            .map(Self)
-            .map_err(CryptoError::KeyGeneration)
+        KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map(Self).map_err(CryptoError::KeyGeneration)
     }
 
     /// The key in PKCS#8 PEM, for writing to the key file.
@@ -65,18 +61,12 @@ impl PrivateKey {
     /// # Errors
     /// [`CryptoError::Csr`] if a SAN is not a valid name or signing fails.
     pub fn csr_pem(&self, common_name: &str, sans: &[String]) -> Result<String, CryptoError> {
-        let csr_error = |source| CryptoError::Csr {
-            common_name: common_name.to_owned(),
-            source,
-        };
+        let csr_error = |source| CryptoError::Csr { common_name: common_name.to_owned(), source };
         let mut params = CertificateParams::new(sans.to_vec()).map_err(csr_error)?;
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, common_name);
         params.distinguished_name = dn;
-        params
-            .serialize_request(&self.0)
-            .and_then(|csr| csr.pem())
-            .map_err(csr_error)
+        params.serialize_request(&self.0).and_then(|csr| csr.pem()).map_err(csr_error)
     }
 
     /// Checks that `certificate_pem` certifies this key, so a wrong certificate is never
@@ -84,22 +74,13 @@ impl PrivateKey {
     ///
     /// # Errors
     /// [`CryptoError::BadCertificate`] or [`CryptoError::KeyMismatch`].
-    pub fn check_certificate(
-        &self,
-        certificate_pem: &str,
-    ) -> Result<CertificateSummary, CryptoError> {
-        let (_, pem) = parse_x509_pem(certificate_pem.as_bytes())
-            .map_err(|e| CryptoError::BadCertificate(e.to_string()))?;
-        let cert = pem
-            .parse_x509()
-            .map_err(|e| CryptoError::BadCertificate(e.to_string()))?;
+    pub fn check_certificate(&self, certificate_pem: &str) -> Result<CertificateSummary, CryptoError> {
+        let (_, pem) = parse_x509_pem(certificate_pem.as_bytes()).map_err(|e| CryptoError::BadCertificate(e.to_string()))?;
+        let cert = pem.parse_x509().map_err(|e| CryptoError::BadCertificate(e.to_string()))?;
         if cert.public_key().raw != self.public_key_info().as_slice() {
             return Err(CryptoError::KeyMismatch);
         }
-        Ok(CertificateSummary {
-            serial: cert.raw_serial_as_string(),
-            not_after: cert.validity().not_after.to_string(),
-        })
+        Ok(CertificateSummary { serial: cert.raw_serial_as_string(), not_after: cert.validity().not_after.to_string() })
     }
 }
 
@@ -125,36 +106,21 @@ mod tests {
         let b = PrivateKey::generate().unwrap();
         assert!(a.to_pem().starts_with("-----BEGIN PRIVATE KEY-----"));
         assert_ne!(a.to_pem(), b.to_pem());
-        assert!(
-            !format!("{a:?}").contains("BEGIN"),
-            "Debug must not print the key"
-        );
+        assert!(!format!("{a:?}").contains("BEGIN"), "Debug must not print the key");
     }
 
     #[test]
     fn csr_carries_cn_sans_and_a_valid_signature() {
         let key = PrivateKey::generate().unwrap();
-        let sans = vec![
-            "node-a".to_string(),
-            "node-a.example".to_string(),
-            "10.0.0.7".to_string(),
-        ];
+        let sans = vec!["node-a".to_string(), "node-a.example".to_string(), "10.0.0.7".to_string()];
         let pem = key.csr_pem("node-a", &sans).unwrap();
         let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
         assert_eq!(pem.label, "CERTIFICATE REQUEST");
         let (_, csr) = X509CertificationRequest::from_der(&pem.contents).unwrap();
         csr.verify_signature().expect("CSR self-signature verifies");
-        let cn = csr
-            .certification_request_info
-            .subject
-            .iter_common_name()
-            .next()
-            .unwrap();
+        let cn = csr.certification_request_info.subject.iter_common_name().next().unwrap();
         assert_eq!(cn.as_str().unwrap(), "node-a");
-        assert_eq!(
-            csr.certification_request_info.subject_pki.raw,
-            key.public_key_info().as_slice()
-        );
+        assert_eq!(csr.certification_request_info.subject_pki.raw, key.public_key_info().as_slice());
         let mut names = Vec::new();
         for ext in csr.requested_extensions().unwrap() {
             if let ParsedExtension::SubjectAlternativeName(san) = ext {
@@ -167,22 +133,13 @@ mod tests {
                 }
             }
         }
-        assert_eq!(
-            names,
-            vec![
-                "node-a".to_string(),
-                "node-a.example".to_string(),
-                format!("{:?}", [10u8, 0, 0, 7].as_slice())
-            ]
-        );
+        assert_eq!(names, vec!["node-a".to_string(), "node-a.example".to_string(), format!("{:?}", [10u8, 0, 0, 7].as_slice())]);
     }
 
     #[test]
     fn invalid_san_is_a_clear_error() {
         let key = PrivateKey::generate().unwrap();
-        let err = key
-            .csr_pem("x", &["b\u{fc}cher.example".to_string()])
-            .unwrap_err();
+        let err = key.csr_pem("x", &["b\u{fc}cher.example".to_string()]).unwrap_err();
         assert!(err.to_string().contains("building the CSR"), "{err}");
     }
 
@@ -190,27 +147,15 @@ mod tests {
     fn certificate_for_another_key_is_refused() {
         let ours = PrivateKey::generate().unwrap();
         let other = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-        let cert = CertificateParams::new(vec!["x".to_string()])
-            .unwrap()
-            .self_signed(&other)
-            .unwrap();
-        assert!(matches!(
-            ours.check_certificate(&cert.pem()),
-            Err(CryptoError::KeyMismatch)
-        ));
-        assert!(matches!(
-            ours.check_certificate("not pem"),
-            Err(CryptoError::BadCertificate(_))
-        ));
+        let cert = CertificateParams::new(vec!["x".to_string()]).unwrap().self_signed(&other).unwrap();
+        assert!(matches!(ours.check_certificate(&cert.pem()), Err(CryptoError::KeyMismatch)));
+        assert!(matches!(ours.check_certificate("not pem"), Err(CryptoError::BadCertificate(_))));
     }
 
     #[test]
     fn certificate_for_our_key_is_accepted() {
         let ours = PrivateKey::generate().unwrap();
-        let cert = CertificateParams::new(vec!["x".to_string()])
-            .unwrap()
-            .self_signed(&ours.0)
-            .unwrap();
+        let cert = CertificateParams::new(vec!["x".to_string()]).unwrap().self_signed(&ours.0).unwrap();
         let summary = ours.check_certificate(&cert.pem()).unwrap();
         assert!(!summary.serial.is_empty());
     }

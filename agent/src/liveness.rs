@@ -56,15 +56,8 @@ pub enum Unhealthy {
 impl Liveness {
     /// The liveness policy for `config`.
     pub fn for_config(config: &Config) -> Self {
-        let tick = config
-            .heartbeat_interval
-            .min(config.poll_interval)
-            .min(MAX_TICK);
-        Self {
-            path: config.key_dir.join(ALIVE_FILE),
-            tick,
-            max_age: tick * 3 + config.request_timeout * 2,
-        }
+        let tick = config.heartbeat_interval.min(config.poll_interval).min(MAX_TICK);
+        Self { path: config.key_dir.join(ALIVE_FILE), tick, max_age: tick * 3 + config.request_timeout * 2 }
     }
 
     /// Writes the stamp (now).
@@ -72,11 +65,7 @@ impl Liveness {
     /// # Errors
     /// [`StoreError::Write`] if the key directory is not writable.
     pub fn stamp(&self) -> Result<(), StoreError> {
-        write_atomic(
-            &self.path,
-            format!("{}\n", unix_now().as_secs()).as_bytes(),
-            0o600,
-        )
+        write_atomic(&self.path, format!("{}\n", unix_now().as_secs()).as_bytes(), 0o600)
     }
 
     /// Removes the stamp (clean exit), so a stopped agent never looks alive.
@@ -94,31 +83,19 @@ impl Liveness {
 }
 
 fn unix_now() -> Duration {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
 }
 
 fn check_stamp(path: &Path, max_age: Duration, now: Duration) -> Result<Duration, Unhealthy> {
     let text = std::fs::read_to_string(path).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => Unhealthy::Missing(path.to_owned()),
-        _ => Unhealthy::Unreadable {
-            path: path.to_owned(),
-            source,
-        },
+        _ => Unhealthy::Unreadable { path: path.to_owned(), source },
     })?;
-    let stamped: u64 = text
-        .trim()
-        .parse()
-        .map_err(|_| Unhealthy::Corrupt(path.to_owned()))?;
+    let stamped: u64 = text.trim().parse().map_err(|_| Unhealthy::Corrupt(path.to_owned()))?;
     // A stamp from the future (clock step) counts as fresh.
     let age = now.saturating_sub(Duration::from_secs(stamped));
     if age > max_age {
-        return Err(Unhealthy::Stale {
-            path: path.to_owned(),
-            age,
-            max_age,
-        });
+        return Err(Unhealthy::Stale { path: path.to_owned(), age, max_age });
     }
     Ok(age)
 }
@@ -128,11 +105,7 @@ mod tests {
     use super::*;
 
     fn liveness(dir: &Path) -> Liveness {
-        Liveness {
-            path: dir.join(ALIVE_FILE),
-            tick: Duration::from_secs(1),
-            max_age: Duration::from_secs(10),
-        }
+        Liveness { path: dir.join(ALIVE_FILE), tick: Duration::from_secs(1), max_age: Duration::from_secs(10) }
     }
 
     #[test]
@@ -149,8 +122,7 @@ mod tests {
         let l = liveness(tmp.path());
         assert!(matches!(l.check(), Err(Unhealthy::Missing(_))));
         std::fs::write(&l.path, "1000\n").unwrap();
-        let err =
-            check_stamp(&l.path, Duration::from_secs(10), Duration::from_secs(1011)).unwrap_err();
+        let err = check_stamp(&l.path, Duration::from_secs(10), Duration::from_secs(1011)).unwrap_err();
         assert!(err.to_string().contains("11s old (limit 10s)"), "{err}");
         std::fs::write(&l.path, "yesterday").unwrap();
         assert!(matches!(l.check(), Err(Unhealthy::Corrupt(_))));

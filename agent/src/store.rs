@@ -78,34 +78,22 @@ impl KeyStore {
     /// # Errors
     /// [`StoreError`] if the directory cannot be created or secured.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let dir_error = |action, source| StoreError::Dir {
-            path: dir.to_owned(),
-            action,
-            source,
-        };
+        let dir_error = |action, source| StoreError::Dir { path: dir.to_owned(), action, source };
         match fs::metadata(dir) {
             Ok(meta) if !meta.is_dir() => return Err(StoreError::NotADirectory(dir.to_owned())),
             Ok(meta) => {
                 if meta.permissions().mode() & 0o777 != DIR_MODE {
-                    fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE))
-                        .map_err(|e| dir_error("chmod 0700", e))?;
+                    fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE)).map_err(|e| dir_error("chmod 0700", e))?;
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(DIR_MODE)
-                    .create(dir)
-                    .map_err(|e| dir_error("create", e))?;
+                fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir).map_err(|e| dir_error("create", e))?;
                 // The umask may have narrowed the mode of the last component; set it exactly.
-                fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE))
-                    .map_err(|e| dir_error("chmod 0700", e))?;
+                fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE)).map_err(|e| dir_error("chmod 0700", e))?;
             }
             Err(e) => return Err(dir_error("stat", e)),
         }
-        Ok(Self {
-            dir: dir.to_owned(),
-        })
+        Ok(Self { dir: dir.to_owned() })
     }
 
     /// The directory itself.
@@ -139,26 +127,12 @@ impl KeyStore {
     ///
     /// # Errors
     /// [`StoreError`] if a write fails; files already in place are left untouched.
-    pub fn install(
-        &self,
-        certificate_id: &str,
-        key_pem: &str,
-        cert_pem: &str,
-        ca_pem: &str,
-    ) -> Result<(), StoreError> {
-        write_atomic(
-            &self.key_path(certificate_id)?,
-            key_pem.as_bytes(),
-            KEY_MODE,
-        )?;
+    pub fn install(&self, certificate_id: &str, key_pem: &str, cert_pem: &str, ca_pem: &str) -> Result<(), StoreError> {
+        write_atomic(&self.key_path(certificate_id)?, key_pem.as_bytes(), KEY_MODE)?;
         if !ca_pem.trim().is_empty() {
             write_atomic(&self.dir.join(CA_FILE), ca_pem.as_bytes(), CERT_MODE)?;
         }
-        write_atomic(
-            &self.cert_path(certificate_id)?,
-            cert_pem.as_bytes(),
-            CERT_MODE,
-        )
+        write_atomic(&self.cert_path(certificate_id)?, cert_pem.as_bytes(), CERT_MODE)
     }
 
     /// Points `agent.key` / `agent.crt` at the files of `certificate_id` (relative symlinks,
@@ -168,14 +142,8 @@ impl KeyStore {
     /// [`StoreError`] if a link cannot be made.
     pub fn link_agent_identity(&self, certificate_id: &str) -> Result<(), StoreError> {
         let id = safe_id(certificate_id)?;
-        replace_symlink(
-            &self.dir.join(AGENT_KEY_LINK),
-            Path::new(&format!("{id}.key")),
-        )?;
-        replace_symlink(
-            &self.dir.join(AGENT_CERT_LINK),
-            Path::new(&format!("{id}.crt")),
-        )
+        replace_symlink(&self.dir.join(AGENT_KEY_LINK), Path::new(&format!("{id}.key")))?;
+        replace_symlink(&self.dir.join(AGENT_CERT_LINK), Path::new(&format!("{id}.crt")))
     }
 
     /// Records the agent id (informational; the server keys identity on the name).
@@ -183,11 +151,7 @@ impl KeyStore {
     /// # Errors
     /// [`StoreError::Write`] if the file cannot be written.
     pub fn write_agent_id(&self, id: &str) -> Result<(), StoreError> {
-        write_atomic(
-            &self.dir.join(AGENT_ID_FILE),
-            format!("{id}\n").as_bytes(),
-            CERT_MODE,
-        )
+        write_atomic(&self.dir.join(AGENT_ID_FILE), format!("{id}\n").as_bytes(), CERT_MODE)
     }
 }
 
@@ -196,9 +160,7 @@ fn safe_id(id: &str) -> Result<&str, StoreError> {
     let ok = !id.is_empty()
         && id.len() <= 128
         && !id.starts_with('.')
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok && id != AGENT_KEY_LINK.trim_end_matches(".key") && id != "ca" {
         Ok(id)
     } else {
@@ -212,23 +174,12 @@ fn safe_id(id: &str) -> Result<&str, StoreError> {
 /// # Errors
 /// [`StoreError::Write`]; on failure the temp file is removed and `path` is unchanged.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), StoreError> {
-    let write_error = |source| StoreError::Write {
-        path: path.to_owned(),
-        source,
-    };
+    let write_error = |source| StoreError::Write { path: path.to_owned(), source };
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
+        let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
         // An old temp file left by a crash keeps its old mode; force ours.
         file.set_permissions(fs::Permissions::from_mode(mode))?;
         file.write_all(contents)?;
@@ -243,14 +194,8 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), Store
 }
 
 fn replace_symlink(link: &Path, target: &Path) -> Result<(), StoreError> {
-    let write_error = |source| StoreError::Write {
-        path: link.to_owned(),
-        source,
-    };
-    let name = link
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let write_error = |source| StoreError::Write { path: link.to_owned(), source };
+    let name = link.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = link.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
     let _ = fs::remove_file(&tmp);
     std::os::unix::fs::symlink(target, &tmp).map_err(write_error)?;
@@ -289,10 +234,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("f");
         fs::write(&file, "x").unwrap();
-        assert!(matches!(
-            KeyStore::open(&file),
-            Err(StoreError::NotADirectory(_))
-        ));
+        assert!(matches!(KeyStore::open(&file), Err(StoreError::NotADirectory(_))));
     }
 
     #[test]
@@ -303,26 +245,14 @@ mod tests {
         store.link_agent_identity("c1").unwrap();
         assert_eq!(mode(&tmp.path().join("c1.key")), 0o600);
         assert_eq!(mode(&tmp.path().join("c1.crt")), 0o644);
-        assert_eq!(
-            fs::read_to_string(tmp.path().join("agent.key")).unwrap(),
-            "KEY"
-        );
-        assert_eq!(
-            fs::read_to_string(tmp.path().join("agent.crt")).unwrap(),
-            "CERT"
-        );
+        assert_eq!(fs::read_to_string(tmp.path().join("agent.key")).unwrap(), "KEY");
+        assert_eq!(fs::read_to_string(tmp.path().join("agent.crt")).unwrap(), "CERT");
         assert_eq!(fs::read_to_string(tmp.path().join("ca.crt")).unwrap(), "CA");
-        assert_eq!(
-            fs::read_link(tmp.path().join("agent.crt")).unwrap(),
-            PathBuf::from("c1.crt")
-        );
+        assert_eq!(fs::read_link(tmp.path().join("agent.crt")).unwrap(), PathBuf::from("c1.crt"));
         // Relinking to a newer certificate replaces the links.
         store.install("c2", "KEY2", "CERT2", "CA").unwrap();
         store.link_agent_identity("c2").unwrap();
-        assert_eq!(
-            fs::read_to_string(tmp.path().join("agent.crt")).unwrap(),
-            "CERT2"
-        );
+        assert_eq!(fs::read_to_string(tmp.path().join("agent.crt")).unwrap(), "CERT2");
         let leftovers: Vec<_> = fs::read_dir(tmp.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -336,9 +266,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("x.key");
         // A temp file left by a crash, world-readable.
-        let stale = tmp
-            .path()
-            .join(format!(".x.key.tmp-{}", std::process::id()));
+        let stale = tmp.path().join(format!(".x.key.tmp-{}", std::process::id()));
         fs::write(&stale, "half").unwrap();
         fs::set_permissions(&stale, fs::Permissions::from_mode(0o644)).unwrap();
         fs::write(&path, "old").unwrap();
@@ -357,15 +285,9 @@ mod tests {
         fs::create_dir(&path).unwrap();
         fs::write(path.join("keep"), "old").unwrap();
         let result = write_atomic(&path, b"new", KEY_MODE);
-        assert!(
-            matches!(result, Err(StoreError::Write { .. })),
-            "{result:?}"
-        );
+        assert!(matches!(result, Err(StoreError::Write { .. })), "{result:?}");
         assert_eq!(fs::read_to_string(path.join("keep")).unwrap(), "old");
-        let names: Vec<_> = fs::read_dir(tmp.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names: Vec<_> = fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("x.key")]);
     }
 
@@ -374,13 +296,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let store = KeyStore::open(tmp.path()).unwrap();
         for id in ["", "../x", "a/b", ".hidden", "agent", "ca"] {
-            assert!(
-                matches!(store.key_path(id), Err(StoreError::UnsafeId(_))),
-                "{id:?}"
-            );
+            assert!(matches!(store.key_path(id), Err(StoreError::UnsafeId(_))), "{id:?}");
         }
-        assert!(store
-            .key_path("3f1c2b7e-1111-4a4a-9b9b-000000000001")
-            .is_ok());
+        assert!(store.key_path("3f1c2b7e-1111-4a4a-9b9b-000000000001").is_ok());
     }
 }

@@ -44,20 +44,12 @@ fn provider() -> Arc<CryptoProvider> {
 /// # Errors
 /// [`TlsError`] if the bundle is unreadable or holds no valid certificate.
 pub fn client_config_trusting(path: &Path) -> Result<ClientConfig, TlsError> {
-    let pem = std::fs::read(path).map_err(|source| TlsError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let empty = |reason: String| TlsError::Empty {
-        path: path.to_owned(),
-        reason,
-    };
+    let pem = std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })?;
+    let empty = |reason: String| TlsError::Empty { path: path.to_owned(), reason };
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&pem) {
         let cert = cert.map_err(|e| empty(format!("bad PEM: {e}")))?;
-        roots
-            .add(cert)
-            .map_err(|e| empty(format!("certificate rejected: {e}")))?;
+        roots.add(cert).map_err(|e| empty(format!("certificate rejected: {e}")))?;
     }
     if roots.is_empty() {
         return Err(empty("no CERTIFICATE blocks found".into()));
@@ -111,12 +103,7 @@ impl ServerCertVerifier for AcceptAnyServerCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -125,12 +112,7 @@ impl ServerCertVerifier for AcceptAnyServerCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -158,10 +140,7 @@ mod tests {
         let tmp = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(tmp.path(), "not a certificate").unwrap();
         let err = client_config_trusting(tmp.path()).unwrap_err();
-        assert!(
-            err.to_string().contains("CERTCTL_SERVER_CA_BUNDLE_PATH"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("CERTCTL_SERVER_CA_BUNDLE_PATH"), "{err}");
         let err = client_config_trusting(Path::new("/nonexistent/ca.crt")).unwrap_err();
         assert!(matches!(err, TlsError::Read { .. }), "{err}");
     }

@@ -317,11 +317,8 @@ impl Cluster {
             });
         }
         let present = present.unwrap_or_default();
-        let missing: Vec<String> = images
-            .iter()
-            .filter(|i| i.ends_with(":latest") || !present.contains(&normalize_image(i)))
-            .cloned()
-            .collect();
+        let missing: Vec<String> =
+            images.iter().filter(|i| i.ends_with(":latest") || !present.contains(&normalize_image(i))).cloned().collect();
         if !missing.is_empty() {
             run(Command::new(&self.kind).args(["load", "docker-image", "--name", &self.name]).args(&missing))?;
         }
@@ -374,9 +371,8 @@ impl Cluster {
     pub async fn client(&self) -> Result<kube::Client, ClusterError> {
         let bad = |e: Box<dyn std::error::Error + Send + Sync>| ClusterError::Kubeconfig { path: self.kubeconfig.clone(), source: e };
         let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).map_err(|e| bad(Box::new(e)))?;
-        let mut cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .map_err(|e| bad(Box::new(e)))?;
+        let mut cfg =
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await.map_err(|e| bad(Box::new(e)))?;
         // kube retries 429/503/504 by default. A 429 is also how the Eviction
         // API says "a PodDisruptionBudget refuses": retried, it becomes a 201
         // once a replacement is Ready and the refusal is never seen. The
@@ -475,7 +471,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fake_kind = dir.path().join("kind");
         // A stand-in kind (named so): `get clusters` lists nothing, `create` fails.
-        std::fs::write(&fake_kind, "#!/bin/sh\ncase \"$1\" in get) exit 0;; create) echo \"boom $*\" >&2; exit 1;; *) exit 0;; esac\n").unwrap();
+        std::fs::write(&fake_kind, "#!/bin/sh\ncase \"$1\" in get) exit 0;; create) echo \"boom $*\" >&2; exit 1;; *) exit 0;; esac\n")
+            .unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&fake_kind, std::fs::Permissions::from_mode(0o755)).unwrap();
         let mut spec = ClusterSpec::new("t", "img");

@@ -146,7 +146,11 @@ impl Collect {
 /// Appends `kind` objects of `ns` as pretty JSON under a heading.
 async fn dump<K>(client: &kube::Client, ns: &str, kind: &str, out: &mut String, errors: &mut Vec<String>)
 where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
 {
     match Api::<K>::namespaced(client.clone(), ns).list(&ListParams::default()).await {
         Ok(list) => {
@@ -161,7 +165,13 @@ fn containers(pod: &Pod) -> Vec<(String, i32)> {
     let spec = pod.spec.clone().unwrap_or_default();
     let status = pod.status.clone().unwrap_or_default();
     let restarts = |name: &str| {
-        status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten()).find(|c| c.name == name).map_or(0, |c| c.restart_count)
+        status
+            .init_container_statuses
+            .iter()
+            .flatten()
+            .chain(status.container_statuses.iter().flatten())
+            .find(|c| c.name == name)
+            .map_or(0, |c| c.restart_count)
     };
     spec.init_containers.iter().flatten().chain(spec.containers.iter()).map(|c| (c.name.clone(), restarts(&c.name))).collect()
 }
@@ -221,14 +231,27 @@ pub fn describe(pod: &Pod) -> String {
     let spec = pod.spec.clone().unwrap_or_default();
     let status = pod.status.clone().unwrap_or_default();
     let mut out = String::new();
-    let _ = writeln!(out, "Name: {}\nNamespace: {}", pod.metadata.name.clone().unwrap_or_default(), pod.metadata.namespace.clone().unwrap_or_default());
-    let _ = writeln!(out, "Node: {}\nPhase: {}\nLabels: {:?}", spec.node_name.clone().unwrap_or_default(), status.phase.clone().unwrap_or_default(), pod.metadata.labels.clone().unwrap_or_default());
+    let _ = writeln!(
+        out,
+        "Name: {}\nNamespace: {}",
+        pod.metadata.name.clone().unwrap_or_default(),
+        pod.metadata.namespace.clone().unwrap_or_default()
+    );
+    let _ = writeln!(
+        out,
+        "Node: {}\nPhase: {}\nLabels: {:?}",
+        spec.node_name.clone().unwrap_or_default(),
+        status.phase.clone().unwrap_or_default(),
+        pod.metadata.labels.clone().unwrap_or_default()
+    );
     let _ = writeln!(out, "Pod securityContext: {}", serde_json::to_string(&spec.security_context).unwrap_or_default());
     let _ = writeln!(out, "Conditions:");
     for c in status.conditions.iter().flatten() {
-        let _ = writeln!(out, "  {}={} {} {}", c.type_, c.status, c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default());
+        let _ =
+            writeln!(out, "  {}={} {} {}", c.type_, c.status, c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default());
     }
-    let statuses: Vec<_> = status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten()).cloned().collect();
+    let statuses: Vec<_> =
+        status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten()).cloned().collect();
     for c in spec.init_containers.iter().flatten().chain(spec.containers.iter()) {
         let st = statuses.iter().find(|s| s.name == c.name);
         let _ = writeln!(out, "Container {}:\n  Image: {}", c.name, c.image.clone().unwrap_or_default());
@@ -249,7 +272,10 @@ mod tests {
     #[test]
     fn events_sort_oldest_first_whatever_timestamp_they_carry() {
         let ev = |name: &str, field: &str, t: &str| -> Event {
-            serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "involvedObject": {"kind": "Pod", "name": name}, field: t})).unwrap()
+            serde_json::from_value(
+                serde_json::json!({"metadata": {"name": name}, "involvedObject": {"kind": "Pod", "name": name}, field: t}),
+            )
+            .unwrap()
         };
         let text = events_text(vec![
             ev("late", "lastTimestamp", "2026-01-01T00:00:09Z"),
@@ -264,7 +290,8 @@ mod tests {
     fn previous_logs_are_only_asked_for_restarted_containers() {
         let pod: Pod = serde_json::from_value(serde_json::json!({
             "spec": {"containers": [{"name": "a"}, {"name": "b"}], "initContainers": [{"name": "init"}]},
-            "status": {"containerStatuses": [{"name": "b", "restartCount": 2, "ready": false, "image": "", "imageID": ""}]}})).unwrap();
+            "status": {"containerStatuses": [{"name": "b", "restartCount": 2, "ready": false, "image": "", "imageID": ""}]}}))
+        .unwrap();
         assert_eq!(containers(&pod), [("init".to_string(), 0), ("a".to_string(), 0), ("b".to_string(), 2)]);
     }
 }

@@ -144,11 +144,16 @@ impl TestEnv {
             images::build(&mut cmd)
         }
         .map_err(|e| fail("images", &e));
-        t.record("run", "images", start.elapsed(), match &images {
-            Ok(_) if skip_images => Outcome::Reused,
-            Ok(_) => Outcome::Ok,
-            Err(_) => Outcome::Failed,
-        });
+        t.record(
+            "run",
+            "images",
+            start.elapsed(),
+            match &images {
+                Ok(_) if skip_images => Outcome::Reused,
+                Ok(_) => Outcome::Ok,
+                Err(_) => Outcome::Failed,
+            },
+        );
         let images = images?;
 
         std::fs::create_dir_all(&artifacts).map_err(|e| fail("cluster", &format!("cannot create {}: {e}", artifacts.display())))?;
@@ -159,7 +164,8 @@ impl TestEnv {
             None => {
                 let name = std::env::var("CERTCTL_CLUSTER").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| "certctl-e2e".into());
                 let spec = ClusterSpec::new(&name, &images.node).workers(shape.workers);
-                let probe = Cluster { name: name.clone(), kubeconfig: PathBuf::new(), kind: tools.kind.path.clone(), origin: Origin::Created };
+                let probe =
+                    Cluster { name: name.clone(), kubeconfig: PathBuf::new(), kind: tools.kind.path.clone(), origin: Origin::Created };
                 // Arm the watchdog before creating, so an interrupted create leaks nothing.
                 if !probe.exists().map_err(|e| fail("cluster", &e))? {
                     let cmd = probe.delete_command();
@@ -185,11 +191,16 @@ impl TestEnv {
 
         let start = Instant::now();
         let loaded = cluster.load_images(&images.app_images()).map_err(|e| fail("load-images", &e));
-        t.record("run", "load-images", start.elapsed(), match &loaded {
-            Ok(l) if l.is_empty() => Outcome::Reused,
-            Ok(_) => Outcome::Ok,
-            Err(_) => Outcome::Failed,
-        });
+        t.record(
+            "run",
+            "load-images",
+            start.elapsed(),
+            match &loaded {
+                Ok(l) if l.is_empty() => Outcome::Reused,
+                Ok(_) => Outcome::Ok,
+                Err(_) => Outcome::Failed,
+            },
+        );
         loaded?;
 
         Ok(TestEnv { tools, images, cluster, keep, artifacts, workspace, watchdog: Mutex::new(watchdog) })

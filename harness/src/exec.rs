@@ -3,8 +3,8 @@
 
 use futures::future::join;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{AttachParams, Api};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
+use kube::api::{Api, AttachParams};
 use tokio::io::AsyncReadExt;
 
 /// Errors running a command (not the command failing: that is an exit code).

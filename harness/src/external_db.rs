@@ -137,9 +137,18 @@ impl ExternalPostgres {
         // A container left by a killed run holds the name; it is ours to replace.
         let _ = docker(&["rm", "-f", &spec.name]).await;
         docker(&[
-            "run", "-d", "--name", &spec.name, "--hostname", &spec.name, "--network", &spec.network,
-            "--label", "org.certctl.e2e=external-db",
-            "-e", &format!("POSTGRES_PASSWORD={}", spec.superuser_password),
+            "run",
+            "-d",
+            "--name",
+            &spec.name,
+            "--hostname",
+            &spec.name,
+            "--network",
+            &spec.network,
+            "--label",
+            "org.certctl.e2e=external-db",
+            "-e",
+            &format!("POSTGRES_PASSWORD={}", spec.superuser_password),
             &spec.image,
         ])
         .await?;
@@ -190,7 +199,9 @@ impl ExternalPostgres {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         match docker(&args).await {
             Ok(out) => Ok(out.trim().to_string()),
-            Err(ExternalDbError::Docker { code, stderr, .. }) => Err(ExternalDbError::Psql { container: self.spec.name.clone(), code, stderr }),
+            Err(ExternalDbError::Docker { code, stderr, .. }) => {
+                Err(ExternalDbError::Psql { container: self.spec.name.clone(), code, stderr })
+            }
             Err(e) => Err(e),
         }
     }
@@ -235,10 +246,14 @@ impl ExternalPostgres {
 impl Drop for ExternalPostgres {
     fn drop(&mut self) {
         if crate::keep::KeepPolicy::from_env().map(|k| k.keeps(false)).unwrap_or(false) {
-            eprintln!("keeping external database container {} (CERTCTL_KEEP=always); remove it with: docker rm -f {}", self.spec.name, self.spec.name);
+            eprintln!(
+                "keeping external database container {} (CERTCTL_KEEP=always); remove it with: docker rm -f {}",
+                self.spec.name, self.spec.name
+            );
             return;
         }
-        let _ = std::process::Command::new("docker").args(["rm", "-f", &self.spec.name]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let _ =
+            std::process::Command::new("docker").args(["rm", "-f", &self.spec.name]).stdout(Stdio::null()).stderr(Stdio::null()).status();
     }
 }
 
@@ -246,12 +261,17 @@ impl Drop for ExternalPostgres {
 /// carrying stderr.
 async fn docker(args: &[&str]) -> Result<String, ExternalDbError> {
     let cmd = || format!("docker {}", args.join(" "));
-    let out = tokio::time::timeout(Duration::from_secs(120), Command::new("docker").args(args).stdin(Stdio::null()).kill_on_drop(true).output())
-        .await
-        .map_err(|_| ExternalDbError::Docker { cmd: cmd(), code: -1, stderr: "no answer within 120 s".into() })?
-        .map_err(|source| ExternalDbError::Spawn { cmd: cmd(), source })?;
+    let out =
+        tokio::time::timeout(Duration::from_secs(120), Command::new("docker").args(args).stdin(Stdio::null()).kill_on_drop(true).output())
+            .await
+            .map_err(|_| ExternalDbError::Docker { cmd: cmd(), code: -1, stderr: "no answer within 120 s".into() })?
+            .map_err(|source| ExternalDbError::Spawn { cmd: cmd(), source })?;
     if !out.status.success() {
-        return Err(ExternalDbError::Docker { cmd: cmd(), code: out.status.code().unwrap_or(-1), stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() });
+        return Err(ExternalDbError::Docker {
+            cmd: cmd(),
+            code: out.status.code().unwrap_or(-1),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -261,10 +261,7 @@ pub fn build(cmd: &mut Command) -> Result<ImageSet, ImagesError> {
 /// (`rerun-if-env-changed`), so every release dependency would rebuild
 /// once under the tests and again under plain `cargo`.
 fn cargo_crate_env() -> Vec<String> {
-    std::env::vars_os()
-        .filter_map(|(k, _)| k.into_string().ok())
-        .filter(|k| is_cargo_crate_var(k))
-        .collect()
+    std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()).filter(|k| is_cargo_crate_var(k)).collect()
 }
 
 fn is_cargo_crate_var(key: &str) -> bool {
@@ -289,7 +286,8 @@ mod tests {
 
     #[test]
     fn parses_quotes_comments_and_export() {
-        let text = "# made by ci\nexport NODE_IMAGE=\"n:1\"\nSERVER_IMAGE='s:2'\nAGENT_IMAGE=a:3\nPOSTGRES_IMAGE=p:4\nIMAGE_SOURCE=online\n";
+        let text =
+            "# made by ci\nexport NODE_IMAGE=\"n:1\"\nSERVER_IMAGE='s:2'\nAGENT_IMAGE=a:3\nPOSTGRES_IMAGE=p:4\nIMAGE_SOURCE=online\n";
         let s = ImageSet::parse_env(text, Path::new("x")).unwrap();
         assert_eq!(s.node, "n:1");
         assert_eq!(s.server, ImageRef { repository: "s".into(), tag: "2".into() });

@@ -50,7 +50,10 @@ pub fn render(scenario: &str, steps: &[StepRecord], bundle: Option<&Path>) -> St
                 let first = msg.lines().next().unwrap_or_default();
                 let note = bundle.map(|b| format!(" (bundle: {})", b.display())).unwrap_or_default();
                 st.set_message(format!("{first}{note}"));
-                st.set_description(format!("{msg}{}", bundle.map(|b| format!("\n\ndiagnostics bundle: {}", b.display())).unwrap_or_default()));
+                st.set_description(format!(
+                    "{msg}{}",
+                    bundle.map(|b| format!("\n\ndiagnostics bundle: {}", b.display())).unwrap_or_default()
+                ));
                 st
             }
         };

@@ -51,10 +51,7 @@ pub fn pod_summary(pod: &Pod) -> String {
 /// assert!(!certctl_harness::pods::is_ready(&Default::default()));
 /// ```
 pub fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    pod.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// Waits until at least `min` pods match `selector` and all of them are
@@ -98,8 +95,13 @@ impl Rollout for Deployment {
         let want = self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
         let gen = self.metadata.generation.unwrap_or(0);
         let st = self.status.clone().unwrap_or_default();
-        let (updated, ready, avail) = (st.updated_replicas.unwrap_or(0), st.ready_replicas.unwrap_or(0), st.available_replicas.unwrap_or(0));
-        let done = st.observed_generation.unwrap_or(0) >= gen && updated == want && ready == want && avail == want && st.replicas.unwrap_or(0) == want;
+        let (updated, ready, avail) =
+            (st.updated_replicas.unwrap_or(0), st.ready_replicas.unwrap_or(0), st.available_replicas.unwrap_or(0));
+        let done = st.observed_generation.unwrap_or(0) >= gen
+            && updated == want
+            && ready == want
+            && avail == want
+            && st.replicas.unwrap_or(0) == want;
         (!done).then(|| format!("want {want}, updated {updated}, ready {ready}, available {avail}, total {}", st.replicas.unwrap_or(0)))
     }
 }
@@ -180,7 +182,10 @@ where
     wait_until(&what, deadline, || async {
         Ok(match api.get_opt(name).await? {
             None => Poll::Ready(()),
-            Some(o) => Poll::Pending(format!("{name} still exists (deletionTimestamp {:?})", o.meta().deletion_timestamp.as_ref().map(|t| t.0.to_string()))),
+            Some(o) => Poll::Pending(format!(
+                "{name} still exists (deletionTimestamp {:?})",
+                o.meta().deletion_timestamp.as_ref().map(|t| t.0.to_string())
+            )),
         })
     })
     .await
@@ -196,7 +201,8 @@ mod tests {
             "metadata": {"name": "d", "generation": 2},
             "spec": {"replicas": 2, "selector": {}, "template": {}},
             "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 1, "availableReplicas": 1}
-        })).unwrap();
+        }))
+        .unwrap();
         assert_eq!(d.pending().unwrap(), "want 2, updated 2, ready 1, available 1, total 2");
         d.status.as_mut().unwrap().ready_replicas = Some(2);
         d.status.as_mut().unwrap().available_replicas = Some(2);
@@ -208,7 +214,8 @@ mod tests {
     #[test]
     fn daemonset_with_nothing_scheduled_is_not_done() {
         let ds: DaemonSet = serde_json::from_value(serde_json::json!({"metadata": {"name": "a"},
-            "status": {"desiredNumberScheduled": 0, "numberReady": 0, "currentNumberScheduled": 0, "numberMisscheduled": 0}})).unwrap();
+            "status": {"desiredNumberScheduled": 0, "numberReady": 0, "currentNumberScheduled": 0, "numberMisscheduled": 0}}))
+        .unwrap();
         assert!(ds.pending().is_some());
     }
 }

@@ -110,9 +110,17 @@ impl PortForward {
         if selector.is_empty() {
             return Err(bad("has no selector".into()));
         }
-        let svc_port = spec.ports.unwrap_or_default().into_iter().find(|p| p.port == i32::from(port)).ok_or_else(|| bad(format!("has no port {port}")))?;
+        let svc_port = spec
+            .ports
+            .unwrap_or_default()
+            .into_iter()
+            .find(|p| p.port == i32::from(port))
+            .ok_or_else(|| bad(format!("has no port {port}")))?;
         let labels = selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
-        let list = pods.list(&ListParams::default().labels(&labels)).await.map_err(|source| ForwardError::Api { what: format!("pods {labels}"), source })?;
+        let list = pods
+            .list(&ListParams::default().labels(&labels))
+            .await
+            .map_err(|source| ForwardError::Api { what: format!("pods {labels}"), source })?;
         let pod = list.items.into_iter().find(is_ready).ok_or_else(|| bad(format!("no Ready pod matches {labels}")))?;
         let pod_port = match svc_port.target_port {
             None => port,
@@ -157,7 +165,13 @@ impl Drop for PortForward {
 }
 
 fn named_port(pod: &Pod, name: &str) -> Option<u16> {
-    pod.spec.as_ref()?.containers.iter().flat_map(|c| c.ports.iter().flatten()).find(|p| p.name.as_deref() == Some(name)).and_then(|p| u16::try_from(p.container_port).ok())
+    pod.spec
+        .as_ref()?
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .find(|p| p.name.as_deref() == Some(name))
+        .and_then(|p| u16::try_from(p.container_port).ok())
 }
 
 #[cfg(test)]
@@ -167,7 +181,8 @@ mod tests {
     #[test]
     fn named_ports_resolve() {
         let pod: Pod = serde_json::from_value(serde_json::json!({"spec": {"containers": [
-            {"name": "server", "ports": [{"name": "https", "containerPort": 8443}]}]}})).unwrap();
+            {"name": "server", "ports": [{"name": "https", "containerPort": 8443}]}]}}))
+        .unwrap();
         assert_eq!(named_port(&pod, "https"), Some(8443));
         assert_eq!(named_port(&pod, "http"), None);
     }

@@ -134,10 +134,7 @@ pub fn find_bin_dir() -> Result<PathBuf, PostgresError> {
         })
         .collect();
     versions.sort();
-    versions
-        .pop()
-        .map(|(_, bin)| bin)
-        .ok_or(PostgresError::BinariesMissing { searched: "/usr/lib/postgresql/*/bin".into() })
+    versions.pop().map(|(_, bin)| bin).ok_or(PostgresError::BinariesMissing { searched: "/usr/lib/postgresql/*/bin".into() })
 }
 
 /// uid/gid of `name` from /etc/passwd.
@@ -158,9 +155,7 @@ fn free_port() -> Result<u16, PostgresError> {
 
 fn random_password() -> String {
     // Unique enough for a throwaway server on loopback; not a secret worth a CSPRNG dependency.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     format!("pw{:x}{:x}", nanos, std::process::id())
 }
 
@@ -186,18 +181,12 @@ impl TestPostgres {
         let bin = find_bin_dir()?;
         // SAFETY-free check of our effective uid through /proc (no libc needed).
         let is_root = fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
-        let run_as = if is_root {
-            Some(lookup_user("postgres").ok_or(PostgresError::NoUnprivilegedUser)?)
-        } else {
-            None
-        };
-        let dir = tempfile::Builder::new()
-            .prefix("certctl-pg-")
-            .tempdir()
-            .map_err(io_err("creating a temporary directory"))?;
+        let run_as = if is_root { Some(lookup_user("postgres").ok_or(PostgresError::NoUnprivilegedUser)?) } else { None };
+        let dir = tempfile::Builder::new().prefix("certctl-pg-").tempdir().map_err(io_err("creating a temporary directory"))?;
         let root = dir.path().to_owned();
         if let Some((uid, gid)) = run_as {
-            std::os::unix::fs::chown(&root, Some(uid), Some(gid)).map_err(io_err(format!("chown {} to the postgres user", root.display())))?;
+            std::os::unix::fs::chown(&root, Some(uid), Some(gid))
+                .map_err(io_err(format!("chown {} to the postgres user", root.display())))?;
         }
         let password = random_password();
         let pwfile = root.join("pwfile");
@@ -224,16 +213,7 @@ impl TestPostgres {
                 output: format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
             });
         }
-        let mut pg = Self {
-            dir: Some(dir),
-            root,
-            bin,
-            port: free_port()?,
-            password,
-            run_as,
-            child: None,
-            admin: Mutex::new(None),
-        };
+        let mut pg = Self { dir: Some(dir), root, bin, port: free_port()?, password, run_as, child: None, admin: Mutex::new(None) };
         pg.start_server().await?;
         Ok(pg)
     }
@@ -248,11 +228,7 @@ impl TestPostgres {
     }
 
     async fn start_server(&mut self) -> Result<(), PostgresError> {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .map_err(io_err("opening postgres.log"))?;
+        let log = fs::OpenOptions::new().create(true).append(true).open(self.log_path()).map_err(io_err("opening postgres.log"))?;
         let log_err = log.try_clone().map_err(io_err("duplicating the log handle"))?;
         let mut cmd = Command::new(self.bin.join("postgres"));
         cmd.arg("-D")
@@ -406,11 +382,7 @@ impl TestPostgres {
     /// # Errors
     /// [`PostgresError::Sql`].
     pub async fn count_connections(&self, application_name: &str) -> Result<i64, PostgresError> {
-        self.query_i64(&format!(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = {}",
-            literal(application_name)
-        ))
-        .await
+        self.query_i64(&format!("SELECT count(*) FROM pg_stat_activity WHERE application_name = {}", literal(application_name))).await
     }
 
     /// Whether the server process is running.

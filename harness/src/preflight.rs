@@ -114,10 +114,7 @@ fn check_docker(docker: &Path, problems: &mut Vec<Problem>) -> Option<PathBuf> {
         }
         Ok(out) if !out.status.success() => {
             problems.push(Problem {
-                what: format!(
-                    "the docker daemon does not answer: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
+                what: format!("the docker daemon does not answer: {}", String::from_utf8_lossy(&out.stderr).trim()),
                 fix: "run `bash ci/host-bootstrap.sh` (starts dockerd), or `systemctl start docker`".into(),
             });
             None
@@ -168,10 +165,7 @@ fn parse_df_available_kib(out: &str) -> Option<u64> {
 }
 
 fn check_inotify(dir: &Path, req: &Requirements, problems: &mut Vec<Problem>) {
-    for (key, min) in [
-        ("max_user_watches", req.min_inotify_watches),
-        ("max_user_instances", req.min_inotify_instances),
-    ] {
+    for (key, min) in [("max_user_watches", req.min_inotify_watches), ("max_user_instances", req.min_inotify_instances)] {
         let value = std::fs::read_to_string(dir.join(key)).ok().and_then(|s| s.trim().parse::<u64>().ok());
         match value {
             Some(v) if v >= min => {}

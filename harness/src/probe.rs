@@ -113,7 +113,14 @@ impl ProbePod {
     ///     &[("app.kubernetes.io/component", "agent")], "certctl/agent:x", certctl_harness::probe::ProbeTool::Bash).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn start(client: kube::Client, namespace: &str, name: &str, labels: &[(&str, &str)], image: &str, tool: ProbeTool) -> Result<Self, ProbeError> {
+    pub async fn start(
+        client: kube::Client,
+        namespace: &str,
+        name: &str,
+        labels: &[(&str, &str)],
+        image: &str,
+        tool: ProbeTool,
+    ) -> Result<Self, ProbeError> {
         let pods: Api<Pod> = Api::namespaced(client, namespace);
         let labels: BTreeMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let command = match tool {
@@ -165,7 +172,9 @@ impl ProbePod {
     pub async fn connect(&self, target: &str, timeout: Duration) -> Result<Verdict, ExecError> {
         let secs = timeout.as_secs().max(1).to_string();
         let out = match self.tool {
-            ProbeTool::Netprobe => exec(&self.pods, &self.name, &self.container, &["netprobe", "connect", target, &format!("{secs}s")]).await?,
+            ProbeTool::Netprobe => {
+                exec(&self.pods, &self.name, &self.container, &["netprobe", "connect", target, &format!("{secs}s")]).await?
+            }
             ProbeTool::Bash => {
                 let (host, port) = target.rsplit_once(':').unwrap_or((target, "80"));
                 let script = format!("exec 3<>/dev/tcp/{host}/{port}");
@@ -191,7 +200,8 @@ impl ProbePod {
     /// ```
     pub async fn expect(&self, target: &str, want: Verdict, within: Duration, hold: Duration) -> Result<(), ProbeError> {
         let attempt = Duration::from_secs(3);
-        let unexpected = |detail: String| ProbeError::Unexpected { from: format!("{}/{}", self.namespace, self.name), to: target.to_string(), detail };
+        let unexpected =
+            |detail: String| ProbeError::Unexpected { from: format!("{}/{}", self.namespace, self.name), to: target.to_string(), detail };
         let matches = |v: &Verdict| if want.blocked() { v.blocked() } else { *v == want };
         let start = Instant::now();
         let mut last;
@@ -232,7 +242,11 @@ impl ProbePod {
         if !self.owned {
             return Ok(());
         }
-        self.pods.delete(&self.name, &DeleteParams::default()).await.map(|_| ()).map_err(|source| ProbeError::Api { name: self.name.clone(), source })
+        self.pods
+            .delete(&self.name, &DeleteParams::default())
+            .await
+            .map(|_| ())
+            .map_err(|source| ProbeError::Api { name: self.name.clone(), source })
     }
 }
 

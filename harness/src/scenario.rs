@@ -143,7 +143,16 @@ impl Scenario {
             "metadata": {"name": namespace, "labels": {"app.kubernetes.io/part-of": "certctl-e2e", "certctl-e2e/scenario": name}}
         }))?;
         nss.create(&PostParams::default(), &ns).await?;
-        Ok(Self { name: name.to_string(), namespace, env, helm: env.helm(), client, release: None, steps: Vec::new(), expect_failure: false })
+        Ok(Self {
+            name: name.to_string(),
+            namespace,
+            env,
+            helm: env.helm(),
+            client,
+            release: None,
+            steps: Vec::new(),
+            expect_failure: false,
+        })
     }
 
     /// Runs one named step: timed, recorded for JUnit and the phase table;
@@ -223,7 +232,8 @@ impl Scenario {
         let failed = self.failed();
         let bundle = dir.join("bundle");
         if failed {
-            let reason: Vec<String> = self.steps.iter().filter_map(|s| s.failure.as_ref().map(|f| format!("step `{}`: {f}", s.name))).collect();
+            let reason: Vec<String> =
+                self.steps.iter().filter_map(|s| s.failure.as_ref().map(|f| format!("step `{}`: {f}", s.name))).collect();
             let collect = Collect { namespace: self.namespace.clone(), release: self.release.clone() };
             collect.write(&self.client, Some(&self.helm), &bundle, &reason.join("\n\n")).await;
         }
@@ -237,14 +247,13 @@ impl Scenario {
             Ok(p) => eprintln!("junit: {}", p.display()),
             Err(e) => eprintln!("junit could not be written: {e}"),
         }
-        if (!failed || self.expect_failure)
-            && self.env.keep != crate::keep::KeepPolicy::Always {
-                if let Some(release) = &self.release {
-                    let _ = self.helm.uninstall(release, &self.namespace).await;
-                }
-                let nss: Api<Namespace> = Api::all(self.client.clone());
-                let _ = nss.delete(&self.namespace, &DeleteParams::default()).await;
+        if (!failed || self.expect_failure) && self.env.keep != crate::keep::KeepPolicy::Always {
+            if let Some(release) = &self.release {
+                let _ = self.helm.uninstall(release, &self.namespace).await;
             }
+            let nss: Api<Namespace> = Api::all(self.client.clone());
+            let _ = nss.delete(&self.namespace, &DeleteParams::default()).await;
+        }
         if !failed {
             return Ok(());
         }
@@ -268,7 +277,10 @@ impl Scenario {
                 rerun = rerun_filter(),
             ));
         } else {
-            text.push_str(&format!("cluster not kept (CERTCTL_KEEP={}); rerun with CERTCTL_KEEP=on-failure to inspect it\n", self.env.keep));
+            text.push_str(&format!(
+                "cluster not kept (CERTCTL_KEEP={}); rerun with CERTCTL_KEEP=on-failure to inspect it\n",
+                self.env.keep
+            ));
         }
         Err(ScenarioFailure { failures, bundle, text })
     }
@@ -289,7 +301,10 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "(non-string panic)".into())
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "(non-string panic)".into())
 }
 
 fn indent(s: &str) -> String {

@@ -69,12 +69,7 @@ impl Timings {
     /// Timings::default().record("s", "install", std::time::Duration::from_millis(5), Outcome::Ok);
     /// ```
     pub fn record(&self, scope: &str, name: &str, elapsed: Duration, outcome: Outcome) {
-        self.lock().push(PhaseRecord {
-            scope: scope.to_string(),
-            name: name.to_string(),
-            elapsed,
-            outcome,
-        });
+        self.lock().push(PhaseRecord { scope: scope.to_string(), name: name.to_string(), elapsed, outcome });
     }
 
     /// Times a synchronous closure as one phase (outcome `Ok`).
@@ -103,12 +98,7 @@ impl Timings {
     /// assert!(t.table(Some("s")).contains("FAILED"));
     /// # });
     /// ```
-    pub async fn time<T, E>(
-        &self,
-        scope: &str,
-        name: &str,
-        fut: impl std::future::Future<Output = Result<T, E>>,
-    ) -> Result<T, E> {
+    pub async fn time<T, E>(&self, scope: &str, name: &str, fut: impl std::future::Future<Output = Result<T, E>>) -> Result<T, E> {
         let start = Instant::now();
         let r = fut.await;
         let outcome = if r.is_ok() { Outcome::Ok } else { Outcome::Failed };
@@ -137,12 +127,8 @@ impl Timings {
     /// assert!(t.table(Some("default")).contains("total"));
     /// ```
     pub fn table(&self, scope: Option<&str>) -> String {
-        let records: Vec<PhaseRecord> = self
-            .lock()
-            .iter()
-            .filter(|r| scope.is_none_or(|s| r.scope == s || r.scope == "run"))
-            .cloned()
-            .collect();
+        let records: Vec<PhaseRecord> =
+            self.lock().iter().filter(|r| scope.is_none_or(|s| r.scope == s || r.scope == "run")).cloned().collect();
         let width = records.iter().map(|r| r.scope.len() + r.name.len() + 1).max().unwrap_or(5).max(5);
         let mut out = String::new();
         let mut total = Duration::ZERO;

@@ -119,9 +119,7 @@ impl ToolName {
                 .ok()
                 .and_then(|v| v["clientVersion"]["gitVersion"].as_str().map(str::to_owned)),
         };
-        version
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| format!("unparseable version output {:?}", text.trim()))
+        version.filter(|v| !v.is_empty()).ok_or_else(|| format!("unparseable version output {:?}", text.trim()))
     }
 }
 
@@ -157,10 +155,7 @@ impl PinnedVersions {
     /// # Errors
     /// [`ToolError::VersionsFile`] when the file cannot be read.
     pub fn from_file(path: &Path) -> Result<Self, ToolError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ToolError::VersionsFile {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ToolError::VersionsFile { path: path.to_owned(), source })?;
         Ok(Self::parse(path, &text))
     }
 
@@ -172,10 +167,7 @@ impl PinnedVersions {
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.trim().to_owned(), v.trim().trim_matches('"').to_owned()))
             .collect();
-        Self {
-            path: path.to_owned(),
-            values,
-        }
+        Self { path: path.to_owned(), values }
     }
 
     /// The value of `key`.
@@ -183,13 +175,7 @@ impl PinnedVersions {
     /// # Errors
     /// [`ToolError::MissingPin`] when the file has no such key.
     pub fn get(&self, key: &str) -> Result<&str, ToolError> {
-        self.values
-            .get(key)
-            .map(String::as_str)
-            .ok_or_else(|| ToolError::MissingPin {
-                path: self.path.clone(),
-                key: key.to_owned(),
-            })
+        self.values.get(key).map(String::as_str).ok_or_else(|| ToolError::MissingPin { path: self.path.clone(), key: key.to_owned() })
     }
 }
 
@@ -227,22 +213,12 @@ impl Tool {
                 continue;
             }
             match name.probe_version(&candidate) {
-                Ok(v) if v == version => {
-                    return Ok(Self {
-                        name,
-                        path: candidate,
-                        version,
-                    })
-                }
+                Ok(v) if v == version => return Ok(Self { name, path: candidate, version }),
                 Ok(v) => checked.push(format!("{} (reports {v})", candidate.display())),
                 Err(why) => checked.push(format!("{} ({why})", candidate.display())),
             }
         }
-        Err(ToolError::NotFound {
-            name,
-            version,
-            checked,
-        })
+        Err(ToolError::NotFound { name, version, checked })
     }
 
     /// A `Command` running this binary.
@@ -270,13 +246,7 @@ fn candidates(name: ToolName, version: &str) -> Vec<PathBuf> {
     if let Some(path) = std::env::var_os("PATH") {
         out.extend(std::env::split_paths(&path).map(|d| d.join(name.binary())));
     }
-    out.push(
-        cache_dir()
-            .join("tools")
-            .join(name.binary())
-            .join(version)
-            .join(name.binary()),
-    );
+    out.push(cache_dir().join("tools").join(name.binary()).join(version).join(name.binary()));
     let mut seen = std::collections::HashSet::new();
     out.retain(|p| seen.insert(p.clone()));
     out
@@ -332,10 +302,7 @@ mod tests {
 
     #[test]
     fn parses_pins_ignoring_comments_and_quotes() {
-        let pins = PinnedVersions::parse(
-            Path::new("v.env"),
-            "# c\n\nHELM_VERSION=v3.19.0\nKIND_VERSION=\"v0.30.0\"\n",
-        );
+        let pins = PinnedVersions::parse(Path::new("v.env"), "# c\n\nHELM_VERSION=v3.19.0\nKIND_VERSION=\"v0.30.0\"\n");
         assert_eq!(pins.get("HELM_VERSION").unwrap(), "v3.19.0");
         assert_eq!(pins.get("KIND_VERSION").unwrap(), "v0.30.0");
         let err = pins.get("KUBERNETES_VERSION").unwrap_err().to_string();

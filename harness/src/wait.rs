@@ -66,10 +66,12 @@ fn transient_note(n: u32) -> String {
 /// ```
 pub fn is_transient(err: &kube::Error) -> bool {
     match err {
-        kube::Error::Api(s) => matches!(s.code, 429 | 500 | 502 | 503 | 504)
-            || s.reason == "ServerTimeout"
-            || s.reason == "Timeout"
-            || s.reason == "TooManyRequests",
+        kube::Error::Api(s) => {
+            matches!(s.code, 429 | 500 | 502 | 503 | 504)
+                || s.reason == "ServerTimeout"
+                || s.reason == "Timeout"
+                || s.reason == "TooManyRequests"
+        }
         kube::Error::HyperError(_) | kube::Error::Service(_) => true,
         kube::Error::HttpError(_) => true,
         _ => false,
@@ -205,12 +207,7 @@ where
             Err(source) => return Err(WaitError::Failed { what: what.to_string(), source }),
         };
         if start.elapsed() >= deadline.timeout {
-            return Err(WaitError::Timeout {
-                what: what.to_string(),
-                after: start.elapsed(),
-                last_seen,
-                transient_errors,
-            });
+            return Err(WaitError::Timeout { what: what.to_string(), after: start.elapsed(), last_seen, transient_errors });
         }
         tokio::time::sleep(deadline.interval).await;
     }
@@ -240,9 +237,7 @@ mod tests {
 
     #[tokio::test]
     async fn real_errors_end_the_wait_at_once() {
-        let err = wait_until("x", Deadline::secs(60), || async { Err::<Poll<()>, _>(api(403, "Forbidden")) })
-            .await
-            .unwrap_err();
+        let err = wait_until("x", Deadline::secs(60), || async { Err::<Poll<()>, _>(api(403, "Forbidden")) }).await.unwrap_err();
         assert!(matches!(err, WaitError::Failed { .. }));
     }
 

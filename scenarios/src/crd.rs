@@ -68,7 +68,9 @@ impl CachedCrd {
         let pins = PinnedVersions::load()?;
         let crds = cache_dir().join("crds");
         Ok(match self {
-            Self::Certificate => crds.join("cert-manager").join(pins.get("CERT_MANAGER_VERSION")?).join("cert-manager.io_certificates.yaml"),
+            Self::Certificate => {
+                crds.join("cert-manager").join(pins.get("CERT_MANAGER_VERSION")?).join("cert-manager.io_certificates.yaml")
+            }
             Self::ServiceMonitor => crds
                 .join("prometheus-operator")
                 .join(pins.get("PROMETHEUS_OPERATOR_VERSION")?)
@@ -116,33 +118,23 @@ impl CrdSchemas {
     /// # Errors
     /// [`CrdError`] when unreadable or schema-less.
     pub fn load_file(&mut self, path: &Path) -> Result<(), CrdError> {
-        let text = std::fs::read_to_string(path).map_err(|source| CrdError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| CrdError::Read { path: path.to_owned(), source })?;
         let mut added = 0;
         for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-            let crd = Value::deserialize(doc).map_err(|source| CrdError::Yaml {
-                path: path.to_owned(),
-                source,
-            })?;
+            let crd = Value::deserialize(doc).map_err(|source| CrdError::Yaml { path: path.to_owned(), source })?;
             let group = crd["spec"]["group"].as_str().unwrap_or_default();
             let kind = crd["spec"]["names"]["kind"].as_str().unwrap_or_default();
             for version in crd["spec"]["versions"].as_array().into_iter().flatten() {
                 let schema = &version["schema"]["openAPIV3Schema"];
                 if version["served"] == true && schema.is_object() {
-                    let api_version =
-                        format!("{group}/{}", version["name"].as_str().unwrap_or_default());
-                    self.schemas
-                        .insert((api_version, kind.to_owned()), schema.clone());
+                    let api_version = format!("{group}/{}", version["name"].as_str().unwrap_or_default());
+                    self.schemas.insert((api_version, kind.to_owned()), schema.clone());
                     added += 1;
                 }
             }
         }
         if added == 0 {
-            return Err(CrdError::NoSchema {
-                path: path.to_owned(),
-            });
+            return Err(CrdError::NoSchema { path: path.to_owned() });
         }
         Ok(())
     }
@@ -158,10 +150,7 @@ pub fn validate(schema: &Value, value: &Value, path: &str, out: &mut Vec<(String
     let mut err = |p: &str, m: String| out.push((p.to_owned(), m));
     if value.is_null() {
         if schema["nullable"] != true {
-            err(
-                path,
-                "null is not allowed here (the API drops or refuses it)".into(),
-            );
+            err(path, "null is not allowed here (the API drops or refuses it)".into());
         }
         return;
     }
@@ -188,10 +177,7 @@ pub fn validate(schema: &Value, value: &Value, path: &str, out: &mut Vec<(String
     }
     if let Some(allowed) = schema["enum"].as_array() {
         if !allowed.contains(value) {
-            err(
-                path,
-                format!("{value} is not one of {}", Value::Array(allowed.clone())),
-            );
+            err(path, format!("{value} is not one of {}", Value::Array(allowed.clone())));
         }
     }
     match value {
@@ -206,10 +192,7 @@ pub fn validate(schema: &Value, value: &Value, path: &str, out: &mut Vec<(String
                 } else if additional.is_object() {
                     validate(additional, v, &p, out);
                 } else if !(preserve || *additional == true) {
-                    out.push((
-                        p,
-                        "unknown field at this position: the API would drop it".into(),
-                    ));
+                    out.push((p, "unknown field at this position: the API would drop it".into()));
                 }
             }
             for r in schema["required"].as_array().into_iter().flatten() {

@@ -89,10 +89,7 @@ impl Object {
     }
     /// The first container of a workload's pod template.
     pub fn container(&self, name: &str) -> Option<&Value> {
-        self.pod_spec()?["containers"]
-            .as_array()?
-            .iter()
-            .find(|c| c["name"] == name)
+        self.pod_spec()?["containers"].as_array()?.iter().find(|c| c["name"] == name)
     }
 }
 
@@ -119,51 +116,30 @@ impl Rendered {
             }
             for field in ["apiVersion", "kind"] {
                 if !value[field].is_string() {
-                    return Err(RenderError::NotAnObject {
-                        index,
-                        field,
-                        document: value.to_string(),
-                    });
+                    return Err(RenderError::NotAnObject { index, field, document: value.to_string() });
                 }
             }
             if !value["metadata"]["name"].is_string() {
-                return Err(RenderError::NotAnObject {
-                    index,
-                    field: "metadata.name",
-                    document: value.to_string(),
-                });
+                return Err(RenderError::NotAnObject { index, field: "metadata.name", document: value.to_string() });
             }
             objects.push(Object(value));
         }
-        Ok(Self {
-            objects,
-            yaml: yaml.to_owned(),
-        })
+        Ok(Self { objects, yaml: yaml.to_owned() })
     }
 
     /// `(kind, name)` of every object.
     pub fn kinds_and_names(&self) -> BTreeSet<(String, String)> {
-        self.objects
-            .iter()
-            .map(|o| (o.kind().to_owned(), o.name().to_owned()))
-            .collect()
+        self.objects.iter().map(|o| (o.kind().to_owned(), o.name().to_owned())).collect()
     }
 
     /// The object of this kind and name.
     pub fn get(&self, kind: &str, name: &str) -> Option<&Object> {
-        self.objects
-            .iter()
-            .find(|o| o.kind() == kind && o.name() == name)
+        self.objects.iter().find(|o| o.kind() == kind && o.name() == name)
     }
 
     /// Like [`Rendered::get`], but a missing object is a panic naming what was rendered.
     pub fn expect(&self, kind: &str, name: &str) -> &Object {
-        self.get(kind, name).unwrap_or_else(|| {
-            panic!(
-                "{kind}/{name} not rendered; rendered: {:?}",
-                self.kinds_and_names()
-            )
-        })
+        self.get(kind, name).unwrap_or_else(|| panic!("{kind}/{name} not rendered; rendered: {:?}", self.kinds_and_names()))
     }
 
     /// Objects of one kind.
@@ -190,12 +166,7 @@ impl Default for Render {
 impl Render {
     /// Release `c` in namespace `certctl`, the chart of this workspace, no values.
     pub fn new() -> Self {
-        Self {
-            release: "c".into(),
-            namespace: "certctl".into(),
-            chart: chart_dir(),
-            args: Vec::new(),
-        }
+        Self { release: "c".into(), namespace: "certctl".into(), chart: chart_dir(), args: Vec::new() }
     }
 
     /// The same, with a mode's values file.
@@ -277,18 +248,10 @@ impl Render {
 /// # Errors
 /// [`RenderError::Spawn`] or [`RenderError::Helm`].
 pub fn run_helm(helm: &Tool, args: &[String]) -> Result<String, RenderError> {
-    let out = Command::new(helm.path())
-        .args(args)
-        .output()
-        .map_err(|source| RenderError::Spawn {
-            helm: helm.path().to_owned(),
-            source,
-        })?;
+    let out =
+        Command::new(helm.path()).args(args).output().map_err(|source| RenderError::Spawn { helm: helm.path().to_owned(), source })?;
     if !out.status.success() {
-        return Err(RenderError::Helm {
-            args: args.join(" "),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
+        return Err(RenderError::Helm { args: args.join(" "), stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned() });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -298,12 +261,7 @@ pub fn run_helm(helm: &Tool, args: &[String]) -> Result<String, RenderError> {
 /// # Errors
 /// [`RenderError::Helm`] with the lint findings.
 pub fn lint(helm: &Tool, values: &Path) -> Result<String, RenderError> {
-    let args = vec![
-        "lint".to_owned(),
-        "--strict".to_owned(),
-        chart_dir().display().to_string(),
-        "-f".to_owned(),
-        values.display().to_string(),
-    ];
+    let args =
+        vec!["lint".to_owned(), "--strict".to_owned(), chart_dir().display().to_string(), "-f".to_owned(), values.display().to_string()];
     run_helm(helm, &args)
 }

@@ -45,9 +45,7 @@ pub fn check(object: &Object, crds: &CrdSchemas) -> Vec<Violation> {
         ("apps/v1", "StatefulSet") => roundtrip::<apps::v1::StatefulSet>(v),
         ("apps/v1", "DaemonSet") => roundtrip::<apps::v1::DaemonSet>(v),
         ("rbac.authorization.k8s.io/v1", "ClusterRole") => roundtrip::<rbac::v1::ClusterRole>(v),
-        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
-            roundtrip::<rbac::v1::ClusterRoleBinding>(v)
-        }
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => roundtrip::<rbac::v1::ClusterRoleBinding>(v),
         ("networking.k8s.io/v1", "Ingress") => roundtrip::<networking::v1::Ingress>(v),
         ("networking.k8s.io/v1", "NetworkPolicy") => roundtrip::<networking::v1::NetworkPolicy>(v),
         ("policy/v1", "PodDisruptionBudget") => roundtrip::<policy::v1::PodDisruptionBudget>(v),
@@ -57,11 +55,9 @@ pub fn check(object: &Object, crds: &CrdSchemas) -> Vec<Violation> {
                 // metadata is ObjectMeta for every kind; CRD schemas leave it open.
                 let meta = &v["metadata"];
                 out.extend(
-                    roundtrip_value::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>(
-                        meta,
-                    )
-                    .into_iter()
-                    .map(|(p, why)| (format!(".metadata{p}"), why)),
+                    roundtrip_value::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>(meta)
+                        .into_iter()
+                        .map(|(p, why)| (format!(".metadata{p}"), why)),
                 );
                 let mut rest = v.clone();
                 if let Some(map) = rest.as_object_mut() {
@@ -70,19 +66,12 @@ pub fn check(object: &Object, crds: &CrdSchemas) -> Vec<Violation> {
                 crate::crd::validate(schema, &rest, "", &mut out);
                 out
             }
-            None => vec![(
-                String::new(),
-                format!("no schema known for {api_version} {kind}: add it to the strict check"),
-            )],
+            None => vec![(String::new(), format!("no schema known for {api_version} {kind}: add it to the strict check"))],
         },
     };
     found
         .into_iter()
-        .map(|(path, problem)| Violation {
-            object: id.clone(),
-            path: if path.is_empty() { ".".into() } else { path },
-            problem,
-        })
+        .map(|(path, problem)| Violation { object: id.clone(), path: if path.is_empty() { ".".into() } else { path }, problem })
         .collect()
 }
 
@@ -114,10 +103,7 @@ fn diff(rendered: &Value, back: &Value, path: &str, out: &mut Vec<(String, Strin
                 match b.get(k) {
                     Some(bv) => diff(rv, bv, &p, out),
                     None if rv.is_null() => out.push((p, "null value (the API drops it)".into())),
-                    None => out.push((
-                        p,
-                        "unknown field at this position: the Kubernetes API would drop it".into(),
-                    )),
+                    None => out.push((p, "unknown field at this position: the Kubernetes API would drop it".into())),
                 }
             }
         }
@@ -127,10 +113,7 @@ fn diff(rendered: &Value, back: &Value, path: &str, out: &mut Vec<(String, Strin
             }
         }
         (r, b) if r == b => {}
-        (r, b) => out.push((
-            path.to_owned(),
-            format!("rendered {r} but the API type reads it as {b}"),
-        )),
+        (r, b) => out.push((path.to_owned(), format!("rendered {r} but the API type reads it as {b}"))),
     }
 }
 
@@ -158,39 +141,24 @@ mod tests {
 
     #[test]
     fn clean_object_passes() {
-        let v = check(
-            &deployment(json!({"runAsUser": 1000})),
-            &CrdSchemas::empty(),
-        );
+        let v = check(&deployment(json!({"runAsUser": 1000})), &CrdSchemas::empty());
         assert!(v.is_empty(), "{v:?}");
     }
 
     /// The upstream defect: a container-only field at pod scope is pruned by the API.
     #[test]
     fn container_field_at_pod_scope_is_caught_with_its_path() {
-        let v = check(
-            &deployment(json!({"runAsUser": 1000, "readOnlyRootFilesystem": true})),
-            &CrdSchemas::empty(),
-        );
+        let v = check(&deployment(json!({"runAsUser": 1000, "readOnlyRootFilesystem": true})), &CrdSchemas::empty());
         assert_eq!(v.len(), 1, "{v:?}");
-        assert_eq!(
-            v[0].path,
-            ".spec.template.spec.securityContext.readOnlyRootFilesystem"
-        );
+        assert_eq!(v[0].path, ".spec.template.spec.securityContext.readOnlyRootFilesystem");
         assert_eq!(v[0].object, "Deployment/d");
     }
 
     #[test]
     fn wrong_type_is_caught() {
-        let v = check(
-            &deployment(json!({"runAsUser": "root"})),
-            &CrdSchemas::empty(),
-        );
+        let v = check(&deployment(json!({"runAsUser": "root"})), &CrdSchemas::empty());
         assert!(!v.is_empty());
-        assert!(
-            v[0].problem.contains("does not match the API type"),
-            "{v:?}"
-        );
+        assert!(v[0].problem.contains("does not match the API type"), "{v:?}");
     }
 
     #[test]

@@ -30,9 +30,10 @@ async fn broken_chart_fails_the_read_only_root_check() {
     // Helm's client-side schema check would reject the misplaced field
     // outright; with it off (as in the upstream incident) the API server
     // silently drops it, which only a live check notices.
-    let failure = default_mode(env, "default-broken", "broken", chart.path(), Checks::security_only(), &["--disable-openapi-validation"], true)
-        .await
-        .expect_err("the broken chart passed every check: the securityContext assertion cannot fail");
+    let failure =
+        default_mode(env, "default-broken", "broken", chart.path(), Checks::security_only(), &["--disable-openapi-validation"], true)
+            .await
+            .expect_err("the broken chart passed every check: the securityContext assertion cannot fail");
     eprintln!("expected failure of the broken chart:\n{failure}");
     assert!(!failure.failures.is_empty());
     for (step, message) in &failure.failures {

@@ -13,14 +13,14 @@ use certctl_harness::ensure;
 use certctl_harness::env::TestEnv;
 use certctl_harness::evict::evict;
 use certctl_harness::external_db::{kind_network, ExternalDbSpec, ExternalPostgres};
+use certctl_harness::helm::Release;
 use certctl_harness::logs::{logs_since, Instance};
 use certctl_harness::pods::{is_ready, wait_pods_ready, wait_rollout};
 use certctl_harness::portforward::PortForward;
 use certctl_harness::probe::{ProbePod, ProbeTool, Verdict};
-use certctl_harness::helm::Release;
 use certctl_harness::scenario::{Scenario, StepFailed, StepResult};
-use certctl_harness::tls::TlsMaterial;
 use certctl_harness::sql::PsqlTarget;
+use certctl_harness::tls::TlsMaterial;
 use certctl_harness::wait::{wait_until, Deadline, Poll};
 use certctl_scenarios::crd::CachedCrd;
 use e2e::{agent_certificate, create_server_tls, list, mode_release, ready_via_service, tls_config, API_KEY};
@@ -100,17 +100,27 @@ async fn ha_mode_holds_live() {
     }
 
     let (c, n, f) = (client.clone(), ns.clone(), full.clone());
-    let _ = s.step("PodDisruptionBudget refuses the eviction that would break it", async move { pdb_holds(&c, &n, &f, release).await }).await;
+    let _ =
+        s.step("PodDisruptionBudget refuses the eviction that would break it", async move { pdb_holds(&c, &n, &f, release).await }).await;
 
     let agent_pod = list(&pods, &selector(release, "agent")).await.first().and_then(|p| p.metadata.name.clone()).unwrap_or_default();
     let (c, n, svc, a) = (client.clone(), ns.clone(), service.clone(), agent_pod.clone());
-    let probe_image = env.images.netprobe.as_ref().map(|i| (i.to_string(), ProbeTool::Netprobe)).unwrap_or((env.images.agent.to_string(), ProbeTool::Bash));
+    let probe_image = env
+        .images
+        .netprobe
+        .as_ref()
+        .map(|i| (i.to_string(), ProbeTool::Netprobe))
+        .unwrap_or((env.images.agent.to_string(), ProbeTool::Bash));
     let _ = s
-        .step("NetworkPolicy admits this release's agents and nobody else", async move { network_policy_holds(&c, &n, &svc, &a, release, &probe_image).await })
+        .step("NetworkPolicy admits this release's agents and nobody else", async move {
+            network_policy_holds(&c, &n, &svc, &a, release, &probe_image).await
+        })
         .await;
 
     let (c, n, f) = (client.clone(), ns.clone(), full.clone());
-    let _ = s.step("ServiceMonitor's key, CA and server name make a working scrape", async move { service_monitor_scrapes(&c, &n, &f).await }).await;
+    let _ = s
+        .step("ServiceMonitor's key, CA and server name make a working scrape", async move { service_monitor_scrapes(&c, &n, &f).await })
+        .await;
     match env.images.prometheus.as_ref() {
         Some(image) => {
             let (c, n, f, image, helm) = (client.clone(), ns.clone(), full.clone(), image.to_string(), s.helm.clone());
@@ -120,19 +130,25 @@ async fn ha_mode_holds_live() {
                 "ports": [{"protocol": "TCP", "port": 8443}],
             }]}}));
             let _ = s
-                .step("a real Prometheus with the ServiceMonitor's settings: blocked by the policy, scraping once extraIngress admits it", async move {
-                    prometheus_blocked_then_admitted(&c, &n, &f, release, &image, &helm, &admitting).await
-                })
+                .step(
+                    "a real Prometheus with the ServiceMonitor's settings: blocked by the policy, scraping once extraIngress admits it",
+                    async move { prometheus_blocked_then_admitted(&c, &n, &f, release, &image, &helm, &admitting).await },
+                )
                 .await;
         }
         None => {
-            let _ = s.step("a real Prometheus scrapes the servers", async { Err::<(), _>("images.env has no PROMETHEUS_IMAGE: run `bash ci/offline/ensure.sh apps`".into()) }).await;
+            let _ = s
+                .step("a real Prometheus scrapes the servers", async {
+                    Err::<(), _>("images.env has no PROMETHEUS_IMAGE: run `bash ci/offline/ensure.sh apps`".into())
+                })
+                .await;
         }
     }
 
     let db = PsqlTarget::new(&format!("{full}-postgres-0"), "postgres", "certctl", "certctl");
     let p = pods.clone();
-    let _ = s.step("agent holds a certificate issued by the server's CA", async move { agent_certificate(&p, &agent_pod, &db).await }).await;
+    let _ =
+        s.step("agent holds a certificate issued by the server's CA", async move { agent_certificate(&p, &agent_pod, &db).await }).await;
     s.finish().await.unwrap();
 }
 
@@ -170,12 +186,18 @@ async fn pdb_holds(client: &kube::Client, ns: &str, full: &str, release: &str) -
                 let pdb = pdbs.get(&name).await?;
                 let generation = pdb.metadata.generation;
                 let st = pdb.status.unwrap_or_default();
-                let seen = format!("observedGeneration {:?}/{generation:?}, currentHealthy {}, desiredHealthy {}, disruptionsAllowed {}", st.observed_generation, st.current_healthy, st.desired_healthy, st.disruptions_allowed);
-                Ok(if st.observed_generation == generation && st.current_healthy == want_healthy && st.disruptions_allowed == want_allowed {
-                    Poll::Ready(())
-                } else {
-                    Poll::Pending(seen)
-                })
+                let seen = format!(
+                    "observedGeneration {:?}/{generation:?}, currentHealthy {}, desiredHealthy {}, disruptionsAllowed {}",
+                    st.observed_generation, st.current_healthy, st.desired_healthy, st.disruptions_allowed
+                );
+                Ok(
+                    if st.observed_generation == generation && st.current_healthy == want_healthy && st.disruptions_allowed == want_allowed
+                    {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending(seen)
+                    },
+                )
             })
             .await
         }
@@ -185,7 +207,14 @@ async fn pdb_holds(client: &kube::Client, ns: &str, full: &str, release: &str) -
     ensure!(servers.len() == 3, "want 3 Ready server pods before evicting, found {servers:?}");
     for (i, pod) in servers.iter().enumerate().take(2) {
         let answer = evict(&pods, pod).await?;
-        ensure!(answer.evicted(), "eviction {} of {pod} was refused ({} {}: {}) although the budget allowed it", i + 1, answer.code, answer.reason, answer.message);
+        ensure!(
+            answer.evicted(),
+            "eviction {} of {pod} was refused ({} {}: {}) although the budget allowed it",
+            i + 1,
+            answer.code,
+            answer.reason,
+            answer.message
+        );
     }
     // What the API server decides on, read just before asking.
     let seen_pdb = pdbs.get(&name).await?.status.unwrap_or_default();
@@ -217,7 +246,14 @@ async fn pdb_holds(client: &kube::Client, ns: &str, full: &str, release: &str) -
 /// Service. Then a pod in the namespace without the agent's labels, and a
 /// pod with the agent's labels in another namespace, are both blocked (held
 /// 10 s). The server's egress is limited too: it cannot open the Kubernetes API.
-async fn network_policy_holds(client: &kube::Client, ns: &str, service: &str, agent_pod: &str, release: &str, probe: &(String, ProbeTool)) -> StepResult {
+async fn network_policy_holds(
+    client: &kube::Client,
+    ns: &str,
+    service: &str,
+    agent_pod: &str,
+    release: &str,
+    probe: &(String, ProbeTool),
+) -> StepResult {
     let target = format!("{service}.{ns}.svc:8443");
     let (within, hold) = (Duration::from_secs(60), Duration::from_secs(10));
     ensure!(!agent_pod.is_empty(), "no agent pod of release {release} to probe from");
@@ -232,13 +268,15 @@ async fn network_policy_holds(client: &kube::Client, ns: &str, service: &str, ag
     // Same labels as the agents, wrong namespace: the policy's podSelector is namespace-local.
     let other = format!("{ns}-outside");
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let namespace: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": other, "labels": {"certctl.e2e/owner": ns}}}))?;
+    let namespace: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": other, "labels": {"certctl.e2e/owner": ns}}}))?;
     match namespaces.create(&PostParams::default(), &namespace).await {
         Ok(_) => {}
         Err(kube::Error::Api(status)) if status.code == 409 => {}
         Err(e) => return Err(e.into()),
     }
-    let impostor_labels = [("app.kubernetes.io/name", "certctl"), ("app.kubernetes.io/instance", release), ("app.kubernetes.io/component", "agent")];
+    let impostor_labels =
+        [("app.kubernetes.io/name", "certctl"), ("app.kubernetes.io/instance", release), ("app.kubernetes.io/component", "agent")];
     let outside = async {
         let impostor = ProbePod::start(client.clone(), &other, "e2e-impostor", &impostor_labels, &probe.0, probe.1).await?;
         let verdict = impostor.expect(&target, Verdict::TimedOut, within, hold).await;
@@ -251,7 +289,12 @@ async fn network_policy_holds(client: &kube::Client, ns: &str, service: &str, ag
 
     // Egress: the server may resolve names and reach its database, nothing else.
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let server = list(&pods, &selector(release, "server")).await.into_iter().find(is_ready).and_then(|p| p.metadata.name).ok_or("no Ready server pod")?;
+    let server = list(&pods, &selector(release, "server"))
+        .await
+        .into_iter()
+        .find(is_ready)
+        .and_then(|p| p.metadata.name)
+        .ok_or("no Ready server pod")?;
     let from_server = ProbePod::existing(pods, &server, "server", ProbeTool::Bash);
     from_server.expect("kubernetes.default.svc:443", Verdict::TimedOut, within, Duration::from_secs(5)).await?;
     Ok(())
@@ -270,11 +313,16 @@ async fn service_monitor_scrapes(client: &kube::Client, ns: &str, full: &str) ->
     // The Service the monitor selects has the port it names.
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
     let selector_labels = spec["selector"]["matchLabels"].as_object().ok_or("ServiceMonitor has no matchLabels")?;
-    let label_selector = selector_labels.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(",");
+    let label_selector =
+        selector_labels.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(",");
     let selected = services.list(&ListParams::default().labels(&label_selector)).await?.items;
     let port_name = endpoint["port"].as_str().unwrap_or_default();
     ensure!(
-        selected.iter().any(|svc| svc.spec.as_ref().and_then(|s| s.ports.as_ref()).is_some_and(|ports| ports.iter().any(|p| p.name.as_deref() == Some(port_name)))),
+        selected.iter().any(|svc| svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.as_ref())
+            .is_some_and(|ports| ports.iter().any(|p| p.name.as_deref() == Some(port_name)))),
         "no Service selected by {label_selector} has a port named {port_name:?}"
     );
 
@@ -284,7 +332,12 @@ async fn service_monitor_scrapes(client: &kube::Client, ns: &str, full: &str) ->
     let fwd = PortForward::to_pod(pods, &pod, 8443).await?;
     let http = https_client(&server_name, fwd.local_addr(), &ca, Duration::from_secs(10))?;
     let url = format!("https://{server_name}:{}{path}", fwd.local_addr().port());
-    let response = http.get(&url).bearer_auth(&token).send().await.map_err(|e| format!("scrape {url} with the ServiceMonitor's CA and serverName: {e}"))?;
+    let response = http
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .map_err(|e| format!("scrape {url} with the ServiceMonitor's CA and serverName: {e}"))?;
     ensure!(response.status() == 200, "scrape with the ServiceMonitor's key: HTTP {}", response.status());
     let body = response.text().await?;
     ensure!(body.contains("certctl_db_pool_max_connections"), "scrape body lacks certctl metrics: {}", &body[..body.len().min(300)]);
@@ -308,10 +361,14 @@ async fn scrape_settings(client: &kube::Client, ns: &str, full: &str) -> StepRes
     let endpoint = &sm.data["spec"]["endpoints"][0];
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let value = |sel: &serde_json::Value| {
-        let (secrets, name, key) = (secrets.clone(), sel["name"].as_str().unwrap_or_default().to_string(), sel["key"].as_str().unwrap_or_default().to_string());
+        let (secrets, name, key) =
+            (secrets.clone(), sel["name"].as_str().unwrap_or_default().to_string(), sel["key"].as_str().unwrap_or_default().to_string());
         async move {
             let secret = secrets.get(&name).await.map_err(|e| format!("Secret {name} named by the ServiceMonitor: {e}"))?;
-            let bytes = secret.data.and_then(|d| d.get(&key).cloned()).ok_or_else(|| format!("Secret {name} has no key {key:?} (named by the ServiceMonitor)"))?;
+            let bytes = secret
+                .data
+                .and_then(|d| d.get(&key).cloned())
+                .ok_or_else(|| format!("Secret {name} has no key {key:?} (named by the ServiceMonitor)"))?;
             StepResult::Ok(String::from_utf8(bytes.0)?.trim().to_string())
         }
     };
@@ -329,14 +386,29 @@ async fn scrape_settings(client: &kube::Client, ns: &str, full: &str) -> StepRes
 /// server name, path). The NetworkPolicy drops it (every `up` 0, held);
 /// after `helm upgrade` with an extraIngress for that namespace and pod,
 /// every `up` turns 1 and certctl's metrics are in Prometheus.
-async fn prometheus_blocked_then_admitted(client: &kube::Client, ns: &str, full: &str, release: &str, image: &str, helm: &certctl_harness::helm::Helm, admitting: &Release) -> StepResult {
+async fn prometheus_blocked_then_admitted(
+    client: &kube::Client,
+    ns: &str,
+    full: &str,
+    release: &str,
+    image: &str,
+    helm: &certctl_harness::helm::Helm,
+    admitting: &Release,
+) -> StepResult {
     let settings = scrape_settings(client, ns, full).await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let targets: Vec<String> = list(&pods, &selector(release, "server")).await.into_iter().filter(is_ready).filter_map(|p| p.status.and_then(|s| s.pod_ip)).map(|ip| format!("{ip}:8443")).collect();
+    let targets: Vec<String> = list(&pods, &selector(release, "server"))
+        .await
+        .into_iter()
+        .filter(is_ready)
+        .filter_map(|p| p.status.and_then(|s| s.pod_ip))
+        .map(|ip| format!("{ip}:8443"))
+        .collect();
     ensure!(targets.len() == 3, "want 3 Ready server pods with IPs to scrape, found {targets:?}");
     let monitoring = format!("{ns}-monitoring");
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let namespace: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": monitoring, "labels": {"certctl.e2e/owner": ns}}}))?;
+    let namespace: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": monitoring, "labels": {"certctl.e2e/owner": ns}}}))?;
     namespaces.create(&PostParams::default(), &namespace).await?;
     let result = async {
         let config = serde_json::json!({
@@ -429,7 +501,8 @@ async fn external_db_mode_holds_live() {
     let service = format!("{full}-server");
 
     let spec = ExternalDbSpec::new(&format!("{}-external-db", env.cluster.name), &env.images.postgres.to_string(), &kind_network());
-    let Ok(external) = s.step("external PostgreSQL beside the cluster", async move { Ok(ExternalPostgres::start(spec).await?) }).await else {
+    let Ok(external) = s.step("external PostgreSQL beside the cluster", async move { Ok(ExternalPostgres::start(spec).await?) }).await
+    else {
         s.finish().await.unwrap();
         return;
     };
@@ -451,7 +524,8 @@ async fn external_db_mode_holds_live() {
     let _ = s.step("no bundled PostgreSQL: no StatefulSet, no volume claim", async move { no_bundled_database(&c, &n).await }).await;
 
     let (c, n, svc) = (client.clone(), ns.clone(), service.clone());
-    let Ok(fwd) = s.step("port-forward to the server Service", async move { Ok(PortForward::to_service(&c, &n, &svc, 8443).await?) }).await else {
+    let Ok(fwd) = s.step("port-forward to the server Service", async move { Ok(PortForward::to_service(&c, &n, &svc, 8443).await?) }).await
+    else {
         s.finish().await.unwrap();
         return;
     };
@@ -461,7 +535,9 @@ async fn external_db_mode_holds_live() {
     let (h, a, ca) = (host.clone(), fwd.local_addr(), tls.ca_pem.clone());
     let ext = &external;
     let _ = s
-        .step(&format!("pool never exceeds maxConnections={MAX_CONNS} in pg_stat_activity"), async move { pool_bounded(ext, &h, a, &ca, MAX_CONNS).await })
+        .step(&format!("pool never exceeds maxConnections={MAX_CONNS} in pg_stat_activity"), async move {
+            pool_bounded(ext, &h, a, &ca, MAX_CONNS).await
+        })
         .await;
     drop(fwd);
     s.finish().await.unwrap();
@@ -470,9 +546,17 @@ async fn external_db_mode_holds_live() {
 
 async fn no_bundled_database(client: &kube::Client, ns: &str) -> StepResult {
     let sets = Api::<StatefulSet>::namespaced(client.clone(), ns).list(&ListParams::default()).await?.items;
-    ensure!(sets.is_empty(), "postgresql.enabled=false still created StatefulSets: {:?}", sets.iter().filter_map(|s| s.metadata.name.clone()).collect::<Vec<_>>());
+    ensure!(
+        sets.is_empty(),
+        "postgresql.enabled=false still created StatefulSets: {:?}",
+        sets.iter().filter_map(|s| s.metadata.name.clone()).collect::<Vec<_>>()
+    );
     let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns).list(&ListParams::default()).await?.items;
-    ensure!(claims.is_empty(), "postgresql.enabled=false still created volume claims: {:?}", claims.iter().filter_map(|c| c.metadata.name.clone()).collect::<Vec<_>>());
+    ensure!(
+        claims.is_empty(),
+        "postgresql.enabled=false still created volume claims: {:?}",
+        claims.iter().filter_map(|c| c.metadata.name.clone()).collect::<Vec<_>>()
+    );
     Ok(())
 }
 
@@ -487,10 +571,17 @@ async fn pool_bounded(db: &ExternalPostgres, host: &str, addr: SocketAddr, ca: &
     let idle = count().await?;
     ensure!((1..=max).contains(&idle), "at rest the server holds {idle} connections, want 1..={max}");
 
-    let mut lock = db.psql_background("certctl", "e2e-lock", "BEGIN; LOCK TABLE certificates IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600); COMMIT;")?;
+    let mut lock = db.psql_background(
+        "certctl",
+        "e2e-lock",
+        "BEGIN; LOCK TABLE certificates IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600); COMMIT;",
+    )?;
     wait_until("the test's lock on certificates to be granted", Deadline::secs(30).every_millis(250), || async {
         let granted = db
-            .psql("certctl", "select count(*) from pg_locks where relation = 'certificates'::regclass and mode = 'AccessExclusiveLock' and granted")
+            .psql(
+                "certctl",
+                "select count(*) from pg_locks where relation = 'certificates'::regclass and mode = 'AccessExclusiveLock' and granted",
+            )
             .await
             .map_err(|e| kube::Error::Service(Box::new(e)))?;
         Ok(if granted == "1" { Poll::Ready(()) } else { Poll::Pending(format!("granted locks: {granted}")) })
@@ -535,8 +626,12 @@ async fn pool_bounded(db: &ExternalPostgres, host: &str, addr: SocketAddr, ca: &
     while let Some(done) = requests.join_next().await {
         answers.push(done?.map_err(|e| format!("a request queued behind the full pool failed: {e}"))?);
     }
-    let unexpected: Vec<&(u16, String)> = answers.iter().filter(|(status, body)| !(*status == 200 || (*status == 503 && body.contains("database_unavailable")))).collect();
-    ensure!(unexpected.is_empty(), "requests queued behind the full pool answered {unexpected:?}; want 200, or 503 database_unavailable after the acquire timeout");
+    let unexpected: Vec<&(u16, String)> =
+        answers.iter().filter(|(status, body)| !(*status == 200 || (*status == 503 && body.contains("database_unavailable")))).collect();
+    ensure!(
+        unexpected.is_empty(),
+        "requests queued behind the full pool answered {unexpected:?}; want 200, or 503 database_unavailable after the acquire timeout"
+    );
     ensure!(answers.iter().any(|(status, _)| *status == 200), "no request held a pooled connection through the lock: {answers:?}");
     let after = http.get(&url).bearer_auth(API_KEY).send().await?.status();
     ensure!(after == 200, "after the lock was released a new request answered {after}, want 200");
@@ -554,7 +649,8 @@ async fn pool_bounded(db: &ExternalPostgres, host: &str, addr: SocketAddr, ca: &
 async fn rotated_password_gives_28p01_and_alter_role_recovers_live() {
     const ROTATED: &str = "rotated-postgres-password-2";
     let env = env().await;
-    let mut s = Scenario::start(env, "password-rotation").await.unwrap_or_else(|e| panic!("scenario password-rotation could not start: {e}"));
+    let mut s =
+        Scenario::start(env, "password-rotation").await.unwrap_or_else(|e| panic!("scenario password-rotation could not start: {e}"));
     let (ns, client) = (s.namespace.clone(), s.client.clone());
     let release = "r";
     let full = format!("{release}-certctl");
@@ -577,13 +673,18 @@ async fn rotated_password_gives_28p01_and_alter_role_recovers_live() {
     let mark = certctl_harness::logs::now();
     let helm = s.helm.clone();
     let rotated = rel.clone().set(serde_json::json!({"postgresql": {"auth": {"password": ROTATED}}}));
-    if s.step("helm upgrade with a new postgresql.auth.password", async move { Ok(helm.upgrade(&rotated).await.map(|_| ())?) }).await.is_err() {
+    if s.step("helm upgrade with a new postgresql.auth.password", async move { Ok(helm.upgrade(&rotated).await.map(|_| ())?) })
+        .await
+        .is_err()
+    {
         s.finish().await.unwrap();
         return;
     }
 
     let (p, o) = (pods.clone(), old_pod.clone());
-    let Ok(new_pod) = s.step("the new server pod logs SQLSTATE 28P01 with the remedy", async move { diagnosed_28p01(&p, release, &o, mark).await }).await else {
+    let Ok(new_pod) =
+        s.step("the new server pod logs SQLSTATE 28P01 with the remedy", async move { diagnosed_28p01(&p, release, &o, mark).await }).await
+    else {
         s.finish().await.unwrap();
         return;
     };
@@ -606,7 +707,8 @@ async fn rotated_password_gives_28p01_and_alter_role_recovers_live() {
         })
         .await;
     let (c, n) = (client.clone(), ns.clone());
-    let _ = s.step("rollout completes on the rotated password", async move { rolled_out(&c, &n, release, 1, true).await.map(|_| ()) }).await;
+    let _ =
+        s.step("rollout completes on the rotated password", async move { rolled_out(&c, &n, release, 1, true).await.map(|_| ()) }).await;
     s.finish().await.unwrap();
 }
 
@@ -637,7 +739,11 @@ async fn old_serves_new_waits(pods: &Api<Pod>, old_pod: &str, new_pod: &str) -> 
     let new = pods.get(new_pod).await?;
     ensure!(!is_ready(&new), "{new_pod} is Ready on a password PostgreSQL rejects");
     let old = pods.get(old_pod).await?;
-    ensure!(is_ready(&old) && old.metadata.deletion_timestamp.is_none(), "the old pod {old_pod} stopped serving before its replacement was Ready: {}", certctl_harness::pods::pod_summary(&old));
+    ensure!(
+        is_ready(&old) && old.metadata.deletion_timestamp.is_none(),
+        "the old pod {old_pod} stopped serving before its replacement was Ready: {}",
+        certctl_harness::pods::pod_summary(&old)
+    );
     Ok(())
 }
 
@@ -658,7 +764,8 @@ async fn cert_manager_mode_holds_live() {
     let service = format!("{full}-server");
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
 
-    if s.step("cert-manager running with the scenario-ca ClusterIssuer Ready", async move { cert_manager_ready(env).await }).await.is_err() {
+    if s.step("cert-manager running with the scenario-ca ClusterIssuer Ready", async move { cert_manager_ready(env).await }).await.is_err()
+    {
         s.finish().await.unwrap();
         return;
     }
@@ -681,21 +788,34 @@ async fn cert_manager_mode_holds_live() {
     }
 
     let (c, n, svc, cert) = (client.clone(), ns.clone(), service.clone(), certificate.clone());
-    let Ok(issued) = s.step("the Secret holds a leaf for the Service that verifies against its ca.crt", async move { issued_pair(&c, &n, &svc, &cert).await }).await else {
+    let Ok(issued) =
+        s.step("the Secret holds a leaf for the Service that verifies against its ca.crt", async move {
+            issued_pair(&c, &n, &svc, &cert).await
+        })
+        .await
+    else {
         s.finish().await.unwrap();
         return;
     };
     let (c, n, svc, want) = (client.clone(), ns.clone(), service.clone(), issued.clone());
-    let _ = s.step("the server serves that certificate (TLS 1.3, verified for the Service name)", async move { serves(&c, &n, &svc, &want, Deadline::secs(30)).await }).await;
+    let _ = s
+        .step("the server serves that certificate (TLS 1.3, verified for the Service name)", async move {
+            serves(&c, &n, &svc, &want, Deadline::secs(30)).await
+        })
+        .await;
 
     let agent_pod = list(&pods, &selector(release, "agent")).await.first().and_then(|p| p.metadata.name.clone()).unwrap_or_default();
     let db = PsqlTarget::new(&format!("{full}-postgres-0"), "postgres", "certctl", "certctl");
     let p = pods.clone();
-    let _ = s.step("agent holds a certificate issued by the server's CA", async move { agent_certificate(&p, &agent_pod, &db).await }).await;
+    let _ =
+        s.step("agent holds a certificate issued by the server's CA", async move { agent_certificate(&p, &agent_pod, &db).await }).await;
 
     let (c, n, svc, cert) = (client.clone(), ns.clone(), service.clone(), certificate.clone());
     let _ = s
-        .step("a re-issued certificate is served without a restart", async move { reissue_reaches_server(&c, &n, &svc, &cert, &issued).await })
+        .step(
+            "a re-issued certificate is served without a restart",
+            async move { reissue_reaches_server(&c, &n, &svc, &cert, &issued).await },
+        )
         .await;
     s.finish().await.unwrap();
 }
@@ -713,9 +833,32 @@ async fn cert_manager_ready(env: &TestEnv) -> StepResult {
     let kubectl = |args: Vec<String>| kubectl(env, args);
     match &env.images.cert_manager {
         Some(offline) => {
-            kubectl(vec!["apply".into(), "--server-side".into(), "--force-conflicts".into(), "-f".into(), offline.crds.display().to_string()]).await?;
-            kubectl(s(&["wait", "--for=condition=Established", "--timeout=60s", "crd/certificates.cert-manager.io", "crd/certificaterequests.cert-manager.io", "crd/issuers.cert-manager.io", "crd/clusterissuers.cert-manager.io"])).await?;
-            kubectl(vec!["apply".into(), "--server-side".into(), "--force-conflicts".into(), "-f".into(), offline.manifests.display().to_string()]).await?;
+            kubectl(vec![
+                "apply".into(),
+                "--server-side".into(),
+                "--force-conflicts".into(),
+                "-f".into(),
+                offline.crds.display().to_string(),
+            ])
+            .await?;
+            kubectl(s(&[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/certificates.cert-manager.io",
+                "crd/certificaterequests.cert-manager.io",
+                "crd/issuers.cert-manager.io",
+                "crd/clusterissuers.cert-manager.io",
+            ]))
+            .await?;
+            kubectl(vec![
+                "apply".into(),
+                "--server-side".into(),
+                "--force-conflicts".into(),
+                "-f".into(),
+                offline.manifests.display().to_string(),
+            ])
+            .await?;
             kubectl(s(&["-n", "cert-manager", "rollout", "status", "deploy/cert-manager-controller", "--timeout=180s"])).await?;
         }
         None => {
@@ -728,7 +871,11 @@ async fn cert_manager_ready(env: &TestEnv) -> StepResult {
                 .args(["--namespace", "cert-manager", "--create-namespace", "--set", "crds.enabled=true", "--wait", "--timeout=300s"])
                 .output()
                 .await?;
-            ensure!(out.status.success(), "installing cert-manager {version} (online) failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            ensure!(
+                out.status.success(),
+                "installing cert-manager {version} (online) failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
     }
     let issuers = env.workspace.join("ci/offline/cert-manager/examples/scenario-ca.yaml");
@@ -744,7 +891,8 @@ fn s(args: &[&str]) -> Vec<String> {
 
 /// The pinned kubectl against the test cluster; a failure carries its stderr.
 async fn kubectl(env: &TestEnv, args: Vec<String>) -> StepResult<String> {
-    let out = tokio::process::Command::new(&env.tools.kubectl.path).arg("--kubeconfig").arg(&env.cluster.kubeconfig).args(&args).output().await?;
+    let out =
+        tokio::process::Command::new(&env.tools.kubectl.path).arg("--kubeconfig").arg(&env.cluster.kubeconfig).args(&args).output().await?;
     ensure!(out.status.success(), "kubectl {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -775,7 +923,9 @@ async fn certificate_ready(client: &kube::Client, ns: &str, name: &str) -> StepR
 async fn issued_pair(client: &kube::Client, ns: &str, service: &str, certificate: &str) -> StepResult<Issued> {
     let secret = Api::<Secret>::namespaced(client.clone(), ns).get(&certificate_secret(client, ns, certificate).await?).await?;
     let data = secret.data.unwrap_or_default();
-    let field = |k: &str| data.get(k).map(|b| String::from_utf8_lossy(&b.0).into_owned()).ok_or_else(|| format!("the server TLS Secret has no {k}"));
+    let field = |k: &str| {
+        data.get(k).map(|b| String::from_utf8_lossy(&b.0).into_owned()).ok_or_else(|| format!("the server TLS Secret has no {k}"))
+    };
     let (leaf_pem, ca_pem) = (field("tls.crt")?, field("ca.crt")?);
     field("tls.key")?;
     let (_, ca) = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes()).map_err(|e| format!("ca.crt is not PEM: {e}"))?;
@@ -788,7 +938,13 @@ async fn issued_pair(client: &kube::Client, ns: &str, service: &str, certificate
         .subject_alternative_name()
         .ok()
         .flatten()
-        .map(|ext| ext.value.general_names.iter().filter_map(|n| if let x509_parser::extensions::GeneralName::DNSName(d) = n { Some(d.to_string()) } else { None }).collect())
+        .map(|ext| {
+            ext.value
+                .general_names
+                .iter()
+                .filter_map(|n| if let x509_parser::extensions::GeneralName::DNSName(d) = n { Some(d.to_string()) } else { None })
+                .collect()
+        })
         .unwrap_or_default();
     ensure!(sans.contains(&host), "tls.crt SANs {sans:?} lack {host}");
     Ok(Issued { leaf_pem, ca_pem })
@@ -829,7 +985,13 @@ async fn served_leaf(host: &str, addr: SocketAddr, ca: &str) -> StepResult<Vec<u
 /// container, zero restarts — serves the new leaf.
 async fn reissue_reaches_server(client: &kube::Client, ns: &str, service: &str, certificate: &str, before: &Issued) -> StepResult {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let server_pods = |pods: Vec<Pod>| pods.into_iter().filter(|p| p.metadata.labels.as_ref().is_some_and(|l| l.get("app.kubernetes.io/component").map(String::as_str) == Some("server"))).collect::<Vec<_>>();
+    let server_pods = |pods: Vec<Pod>| {
+        pods.into_iter()
+            .filter(|p| {
+                p.metadata.labels.as_ref().is_some_and(|l| l.get("app.kubernetes.io/component").map(String::as_str) == Some("server"))
+            })
+            .collect::<Vec<_>>()
+    };
     let before_pods = server_pods(pods.list(&ListParams::default()).await?.items);
     let secret_name = certificate_secret(client, ns, certificate).await?;
     Api::<Secret>::namespaced(client.clone(), ns).delete(&secret_name, &DeleteParams::default()).await?;
@@ -837,8 +999,13 @@ async fn reissue_reaches_server(client: &kube::Client, ns: &str, service: &str, 
     let reissued = wait_until(&format!("cert-manager to re-issue {secret_name}"), Deadline::secs(120).every_millis(1000), || async {
         Ok(match secrets.get_opt(&secret_name).await? {
             Some(s) => {
-                let leaf = s.data.as_ref().and_then(|d| d.get("tls.crt")).map(|b| String::from_utf8_lossy(&b.0).into_owned()).unwrap_or_default();
-                if !leaf.is_empty() && leaf != before.leaf_pem { Poll::Ready(leaf) } else { Poll::Pending("Secret recreated without a new tls.crt yet".into()) }
+                let leaf =
+                    s.data.as_ref().and_then(|d| d.get("tls.crt")).map(|b| String::from_utf8_lossy(&b.0).into_owned()).unwrap_or_default();
+                if !leaf.is_empty() && leaf != before.leaf_pem {
+                    Poll::Ready(leaf)
+                } else {
+                    Poll::Pending("Secret recreated without a new tls.crt yet".into())
+                }
             }
             None => Poll::Pending("Secret not recreated yet".into()),
         })
@@ -849,8 +1016,13 @@ async fn reissue_reaches_server(client: &kube::Client, ns: &str, service: &str, 
     serves(client, ns, service, &after, Deadline::secs(180)).await?;
     let after_pods = server_pods(pods.list(&ListParams::default()).await?.items);
     let names_before = names(&before_pods);
-    ensure!(names(&after_pods) == names_before, "server pods changed from {names_before:?} to {:?}: the new certificate came with a restart", names(&after_pods));
-    let restarts: i32 = after_pods.iter().flat_map(|p| p.status.iter().flat_map(|s| s.container_statuses.iter().flatten())).map(|c| c.restart_count).sum();
+    ensure!(
+        names(&after_pods) == names_before,
+        "server pods changed from {names_before:?} to {:?}: the new certificate came with a restart",
+        names(&after_pods)
+    );
+    let restarts: i32 =
+        after_pods.iter().flat_map(|p| p.status.iter().flat_map(|s| s.container_statuses.iter().flatten())).map(|c| c.restart_count).sum();
     ensure!(restarts == 0, "server containers restarted {restarts} time(s) to pick up the certificate");
     Ok(())
 }

@@ -17,36 +17,16 @@ struct Base {
 }
 
 fn bases() -> Vec<Base> {
-    let wide = || {
-        vec![
-            ("agent.kind", json!("Deployment")),
-            ("ingress.enabled", json!(true)),
-        ]
-    };
+    let wide = || vec![("agent.kind", json!("Deployment")), ("ingress.enabled", json!(true))];
     vec![
-        Base {
-            name: "ha+",
-            mode: Mode::Ha,
-            extra: wide(),
-        },
-        Base {
-            name: "external-db+",
-            mode: Mode::ExternalDb,
-            extra: wide(),
-        },
+        Base { name: "ha+", mode: Mode::Ha, extra: wide() },
+        Base { name: "external-db+", mode: Mode::ExternalDb, extra: wide() },
         Base {
             name: "external-db via Secret",
             mode: Mode::ExternalDb,
-            extra: vec![
-                ("externalDatabase.url", json!("")),
-                ("externalDatabase.existingSecret", json!("db")),
-            ],
+            extra: vec![("externalDatabase.url", json!("")), ("externalDatabase.existingSecret", json!("db"))],
         },
-        Base {
-            name: "cert-manager+",
-            mode: Mode::CertManager,
-            extra: wide(),
-        },
+        Base { name: "cert-manager+", mode: Mode::CertManager, extra: wide() },
     ]
 }
 
@@ -86,11 +66,7 @@ fn leaves(v: &Value, prefix: &str, out: &mut Vec<String>) {
     match v {
         Value::Object(m) if !m.is_empty() => {
             for (k, child) in m {
-                let p = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
+                let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
                 leaves(child, &p, out);
             }
         }
@@ -105,35 +81,19 @@ fn mutate(path: &str, current: &Value) -> Value {
         (_, Value::Bool(b)) => json!(!b),
         (_, Value::Number(n)) => json!(n.as_i64().unwrap_or(0) + 1),
         (_, Value::Null) => json!(1),
-        ("pullPolicy", _) => json!(if current == "Always" {
-            "Never"
-        } else {
-            "Always"
-        }),
+        ("pullPolicy", _) => json!(if current == "Always" { "Never" } else { "Always" }),
         ("kind", Value::String(s)) if s == "DaemonSet" || s == "Deployment" => {
-            json!(if s == "DaemonSet" {
-                "Deployment"
-            } else {
-                "DaemonSet"
-            })
+            json!(if s == "DaemonSet" { "Deployment" } else { "DaemonSet" })
         }
         ("kind", Value::String(s)) if s.ends_with("Issuer") => {
-            json!(if s == "Issuer" {
-                "ClusterIssuer"
-            } else {
-                "Issuer"
-            })
+            json!(if s == "Issuer" { "ClusterIssuer" } else { "Issuer" })
         }
         ("level", _) => json!(if current == "debug" { "info" } else { "debug" }),
         ("format", _) => json!(if current == "text" { "json" } else { "text" }),
         ("type", _) if path.ends_with("auth.type") => {
             json!(if current == "none" { "api-key" } else { "none" })
         }
-        ("type", _) => json!(if current == "Unconfined" {
-            "RuntimeDefault"
-        } else {
-            "Unconfined"
-        }),
+        ("type", _) => json!(if current == "Unconfined" { "RuntimeDefault" } else { "Unconfined" }),
         ("duration" | "renewBefore", _) => json!("721h"),
         ("maxUnavailable", _) => json!(1),
         (_, Value::String(s)) if s.is_empty() => json!("mutated"),
@@ -167,9 +127,7 @@ fn outcome(r: Result<Rendered, RenderError>) -> Outcome {
     match r {
         Ok(r) => Outcome::Rendered(r.yaml),
         Err(e) => match e.helm_stderr() {
-            Some(s) if s.contains("values don't meet the specifications of the schema") => {
-                Outcome::SchemaRefused(s.to_owned())
-            }
+            Some(s) if s.contains("values don't meet the specifications of the schema") => Outcome::SchemaRefused(s.to_owned()),
             Some(s) if s.contains("execution error") => Outcome::TemplateRefused,
             _ => panic!("helm failed unexpectedly: {e}"),
         },
@@ -184,11 +142,7 @@ fn every_documented_value_is_used_by_a_template() {
     assert!(paths.len() > 80, "values.yaml leaves: {}", paths.len());
 
     let bases = bases();
-    let base_render = |b: &Base| {
-        b.extra
-            .iter()
-            .fold(Render::mode(b.mode), |r, (k, v)| r.set_json(k, v))
-    };
+    let base_render = |b: &Base| b.extra.iter().fold(Render::mode(b.mode), |r, (k, v)| r.set_json(k, v));
     let effective: Vec<Value> = bases
         .iter()
         .map(|b| {
@@ -216,12 +170,8 @@ fn every_documented_value_is_used_by_a_template() {
     let mut schema_refusals = vec![Vec::new(); paths.len()];
     for (b, (eff, baseline)) in bases.iter().zip(effective.iter().zip(&baselines)) {
         let open: Vec<usize> = (0..paths.len()).filter(|&i| !used[i]).collect();
-        let renders: Vec<Render> = open
-            .iter()
-            .map(|&i| {
-                base_render(b).set_json(&paths[i], &mutate(&paths[i], get_path(eff, &paths[i])))
-            })
-            .collect();
+        let renders: Vec<Render> =
+            open.iter().map(|&i| base_render(b).set_json(&paths[i], &mutate(&paths[i], get_path(eff, &paths[i])))).collect();
         for (&i, r) in open.iter().zip(render_all(&renders)) {
             match outcome(r) {
                 Outcome::Rendered(y) => used[i] = y != *baseline,
@@ -235,17 +185,7 @@ fn every_documented_value_is_used_by_a_template() {
         .zip(&used)
         .zip(&schema_refusals)
         .filter(|((_, u), _)| !**u)
-        .map(|((p, _), s)| {
-            if s.is_empty() {
-                p.clone()
-            } else {
-                format!("{p} (mutation refused: {})", s.join(" | "))
-            }
-        })
+        .map(|((p, _), s)| if s.is_empty() { p.clone() } else { format!("{p} (mutation refused: {})", s.join(" | ")) })
         .collect();
-    assert!(
-        unused.is_empty(),
-        "documented in values.yaml but changing them changes nothing:\n{}",
-        unused.join("\n")
-    );
+    assert!(unused.is_empty(), "documented in values.yaml but changing them changes nothing:\n{}", unused.join("\n"));
 }

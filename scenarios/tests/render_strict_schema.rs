@@ -22,13 +22,7 @@ const POD_SCOPE: [&str; 9] = [
     "seccompProfile",
     "sysctls",
 ];
-const CONTAINER_SCOPE: [&str; 5] = [
-    "readOnlyRootFilesystem",
-    "allowPrivilegeEscalation",
-    "capabilities",
-    "privileged",
-    "procMount",
-];
+const CONTAINER_SCOPE: [&str; 5] = ["readOnlyRootFilesystem", "allowPrivilegeEscalation", "capabilities", "privileged", "procMount"];
 
 fn crds() -> CrdSchemas {
     CrdSchemas::from_cache().unwrap_or_else(|e| panic!("{e}"))
@@ -36,18 +30,12 @@ fn crds() -> CrdSchemas {
 
 /// Every mode, and every optional feature switched on at least once.
 fn variants() -> Vec<(String, Render)> {
-    let mut v: Vec<(String, Render)> = Mode::ALL
-        .into_iter()
-        .map(|m| (m.to_string(), Render::mode(m)))
-        .collect();
+    let mut v: Vec<(String, Render)> = Mode::ALL.into_iter().map(|m| (m.to_string(), Render::mode(m))).collect();
     let everything = Render::mode(Mode::Ha)
         .set("agent.kind", "Deployment")
         .set("ingress.enabled", "true")
         .set("ingress.className", "nginx")
-        .set_json(
-            "ingress.tls",
-            &json!([{"hosts": ["certctl.example.com"], "secretName": "ingress-tls"}]),
-        )
+        .set_json("ingress.tls", &json!([{"hosts": ["certctl.example.com"], "secretName": "ingress-tls"}]))
         .set("kubernetesSecrets.enabled", "true")
         .set("networkPolicy.postgresql.enabled", "true")
         .set_json(
@@ -55,28 +43,13 @@ fn variants() -> Vec<(String, Render)> {
             &json!([{"from": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
                      "ports": [{"protocol": "TCP", "port": 8443}]}]),
         )
-        .set_json(
-            "networkPolicy.extraEgress",
-            &json!([{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"port": 5432}]}]),
-        )
-        .set_json(
-            "monitoring.serviceMonitor.relabelings",
-            &json!([{"action": "replace", "targetLabel": "team", "replacement": "pki"}]),
-        )
-        .set_json(
-            "monitoring.serviceMonitor.labels",
-            &json!({"release": "prom"}),
-        )
-        .set_json(
-            "server.env",
-            &json!({"EXTRA": "1", "FROM_SECRET": {"secretKeyRef": {"name": "s", "key": "k"}}}),
-        )
+        .set_json("networkPolicy.extraEgress", &json!([{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"port": 5432}]}]))
+        .set_json("monitoring.serviceMonitor.relabelings", &json!([{"action": "replace", "targetLabel": "team", "replacement": "pki"}]))
+        .set_json("monitoring.serviceMonitor.labels", &json!({"release": "prom"}))
+        .set_json("server.env", &json!({"EXTRA": "1", "FROM_SECRET": {"secretKeyRef": {"name": "s", "key": "k"}}}))
         .set_json("agent.env", &json!([{"name": "EXTRA", "value": "1"}]))
         .set_json("imagePullSecrets", &json!([{"name": "regcred"}]))
-        .set_json(
-            "server.tolerations",
-            &json!([{"key": "k", "operator": "Exists", "effect": "NoSchedule"}]),
-        )
+        .set_json("server.tolerations", &json!([{"key": "k", "operator": "Exists", "effect": "NoSchedule"}]))
         .set_json("server.nodeSelector", &json!({"kubernetes.io/os": "linux"}))
         .set_json(
             "server.affinity",
@@ -85,39 +58,17 @@ fn variants() -> Vec<(String, Render)> {
                  "labelSelector": {"matchLabels": {"app.kubernetes.io/component": "server"}}}}]}}),
         )
         .set_json("server.securityContext.supplementalGroups", &json!([2000]))
-        .set(
-            "server.securityContext.fsGroupChangePolicy",
-            "OnRootMismatch",
-        )
-        .set_json(
-            "agent.securityContext.seLinuxOptions",
-            &json!({"level": "s0:c1,c2"}),
-        )
+        .set("server.securityContext.fsGroupChangePolicy", "OnRootMismatch")
+        .set_json("agent.securityContext.seLinuxOptions", &json!({"level": "s0:c1,c2"}))
         .set("postgresql.storage.storageClass", "standard")
-        .set_json(
-            "postgresql.resources",
-            &json!({"requests": {"cpu": "100m", "memory": "256Mi"}}),
-        )
-        .set_json(
-            "serviceAccount.annotations",
-            &json!({"example.com/role": "certctl"}),
-        );
+        .set_json("postgresql.resources", &json!({"requests": {"cpu": "100m", "memory": "256Mi"}}))
+        .set_json("serviceAccount.annotations", &json!({"example.com/role": "certctl"}));
     v.push(("everything on".into(), everything));
-    v.push((
-        "pdb maxUnavailable".into(),
-        Render::mode(Mode::Ha).set("podDisruptionBudget.maxUnavailable", "1"),
-    ));
-    v.push((
-        "auth none".into(),
-        Render::mode(Mode::Default)
-            .set("server.auth.type", "none")
-            .set("server.auth.apiKey", ""),
-    ));
+    v.push(("pdb maxUnavailable".into(), Render::mode(Mode::Ha).set("podDisruptionBudget.maxUnavailable", "1")));
+    v.push(("auth none".into(), Render::mode(Mode::Default).set("server.auth.type", "none").set("server.auth.apiKey", "")));
     v.push((
         "external secret".into(),
-        Render::mode(Mode::ExternalDb)
-            .set("externalDatabase.url", "")
-            .set("externalDatabase.existingSecret", "db"),
+        Render::mode(Mode::ExternalDb).set("externalDatabase.url", "").set("externalDatabase.existingSecret", "db"),
     ));
     v.push((
         "custom tlsConfig".into(),
@@ -150,18 +101,10 @@ fn every_rendered_object_matches_the_kubernetes_schema() {
     for (label, rendered) in rendered_variants() {
         for object in &rendered.objects {
             kinds.insert(object.kind().to_owned());
-            problems.extend(
-                strict::check(object, &crds)
-                    .into_iter()
-                    .map(|v| format!("[{label}] {v}")),
-            );
+            problems.extend(strict::check(object, &crds).into_iter().map(|v| format!("[{label}] {v}")));
         }
     }
-    assert!(
-        problems.is_empty(),
-        "schema violations:\n{}",
-        problems.join("\n")
-    );
+    assert!(problems.is_empty(), "schema violations:\n{}", problems.join("\n"));
     // Every kind the chart can render was checked at least once.
     for kind in [
         "ServiceAccount",
@@ -179,10 +122,7 @@ fn every_rendered_object_matches_the_kubernetes_schema() {
         "PodDisruptionBudget",
         "NetworkPolicy",
     ] {
-        assert!(
-            kinds.contains(kind),
-            "{kind} never rendered, so never checked: {kinds:?}"
-        );
+        assert!(kinds.contains(kind), "{kind} never rendered, so never checked: {kinds:?}");
     }
 }
 
@@ -196,15 +136,9 @@ fn the_check_catches_a_misplaced_field_in_a_real_render() {
     server["spec"]["template"]["spec"]["securityContext"]["readOnlyRootFilesystem"] = json!(true);
     let v = strict::check(&Object(server), &crds);
     assert_eq!(v.len(), 1, "{v:?}");
-    assert_eq!(
-        v[0].path,
-        ".spec.template.spec.securityContext.readOnlyRootFilesystem"
-    );
+    assert_eq!(v[0].path, ".spec.template.spec.securityContext.readOnlyRootFilesystem");
 
-    let mut cert = rendered
-        .expect("Certificate", "c-certctl-server-tls")
-        .0
-        .clone();
+    let mut cert = rendered.expect("Certificate", "c-certctl-server-tls").0.clone();
     cert["spec"]["dnsName"] = json!(["x"]);
     let v = strict::check(&Object(cert), &crds);
     assert_eq!(v.len(), 1, "{v:?}");
@@ -212,9 +146,7 @@ fn the_check_catches_a_misplaced_field_in_a_real_render() {
 }
 
 fn keys(v: &Value) -> Vec<String> {
-    v.as_object()
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default()
+    v.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
 }
 
 /// The one operator-facing map is split: pod fields on the pod, container fields on the
@@ -228,63 +160,37 @@ fn security_context_is_split_by_scope_for_every_workload() {
             .set("server.securityContext.privileged", "false"),
     );
     let values = |component: &str| -> Value {
-        let text =
-            std::fs::read_to_string(certctl_scenarios::modes::chart_dir().join("values.yaml"))
-                .unwrap();
+        let text = std::fs::read_to_string(certctl_scenarios::modes::chart_dir().join("values.yaml")).unwrap();
         let v: Value = serde_yaml_ng::from_str(&text).unwrap();
         v[component]["securityContext"].clone()
     };
     for (kind, name, container, component, extra) in [
-        (
-            "Deployment",
-            "c-certctl-server",
-            "server",
-            "server",
-            vec!["supplementalGroups", "privileged"],
-        ),
+        ("Deployment", "c-certctl-server", "server", "server", vec!["supplementalGroups", "privileged"]),
         ("Deployment", "c-certctl-agent", "agent", "agent", vec![]),
-        (
-            "StatefulSet",
-            "c-certctl-postgres",
-            "postgres",
-            "postgresql",
-            vec![],
-        ),
+        ("StatefulSet", "c-certctl-postgres", "postgres", "postgresql", vec![]),
     ] {
         let o = r.expect(kind, name);
         let pod = &o.pod_spec().unwrap()["securityContext"];
         let ctr = &o.container(container).unwrap()["securityContext"];
         for k in keys(pod) {
-            assert!(
-                POD_SCOPE.contains(&k.as_str()),
-                "{kind}/{name}: {k} at pod scope"
-            );
+            assert!(POD_SCOPE.contains(&k.as_str()), "{kind}/{name}: {k} at pod scope");
         }
         for k in keys(ctr) {
-            assert!(
-                CONTAINER_SCOPE.contains(&k.as_str()),
-                "{kind}/{name}: {k} at container scope"
-            );
+            assert!(CONTAINER_SCOPE.contains(&k.as_str()), "{kind}/{name}: {k} at container scope");
         }
         let mut all: Vec<String> = keys(pod).into_iter().chain(keys(ctr)).collect();
         all.sort();
         let mut want: Vec<String> = keys(&values(component));
         want.extend(extra.iter().map(|s| (*s).to_owned()));
         want.sort();
-        assert_eq!(
-            all, want,
-            "{kind}/{name}: fields lost or invented by the split"
-        );
+        assert_eq!(all, want, "{kind}/{name}: fields lost or invented by the split");
         assert_eq!(ctr["readOnlyRootFilesystem"], true, "{kind}/{name}");
         assert_eq!(ctr["allowPrivilegeEscalation"], false, "{kind}/{name}");
         assert_eq!(ctr["capabilities"]["drop"], json!(["ALL"]), "{kind}/{name}");
         assert_eq!(pod["runAsNonRoot"], true, "{kind}/{name}");
     }
     let server = r.expect("Deployment", "c-certctl-server");
-    assert_eq!(
-        server.pod_spec().unwrap()["securityContext"]["runAsUser"],
-        1000
-    );
+    assert_eq!(server.pod_spec().unwrap()["securityContext"]["runAsUser"], 1000);
     let pg = r.expect("StatefulSet", "c-certctl-postgres");
     assert_eq!(pg.pod_spec().unwrap()["securityContext"]["runAsUser"], 999);
     assert_eq!(pg.pod_spec().unwrap()["securityContext"]["fsGroup"], 999);
@@ -293,10 +199,7 @@ fn security_context_is_split_by_scope_for_every_workload() {
 /// A key the API accepts at neither scope is refused by values.schema.json at install time.
 #[test]
 fn unknown_security_context_field_is_refused() {
-    let err = Render::mode(Mode::Default)
-        .set("server.securityContext.readOnlyRootFS", "true")
-        .run(support::helm())
-        .unwrap_err();
+    let err = Render::mode(Mode::Default).set("server.securityContext.readOnlyRootFS", "true").run(support::helm()).unwrap_err();
     let stderr = err.helm_stderr().expect("helm ran");
     assert!(stderr.contains("readOnlyRootFS"), "{stderr}");
 }

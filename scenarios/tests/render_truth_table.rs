@@ -12,10 +12,7 @@ use support::{receipts, render_all};
 const F: &str = "c-certctl";
 
 fn set(items: &[(&str, String)]) -> BTreeSet<(String, String)> {
-    items
-        .iter()
-        .map(|(k, n)| ((*k).to_owned(), n.clone()))
-        .collect()
+    items.iter().map(|(k, n)| ((*k).to_owned(), n.clone())).collect()
 }
 
 fn default_set() -> Vec<(&'static str, String)> {
@@ -67,10 +64,7 @@ fn render_everything() -> Vec<(String, Mode, Rendered)> {
         renders.push(receipt(mode));
         labels.push((format!("receipt {mode}"), mode));
         renders.push(Render::mode(mode));
-        labels.push((
-            format!("values file {}", mode.values_file().display()),
-            mode,
-        ));
+        labels.push((format!("values file {}", mode.values_file().display()), mode));
     }
     render_all(&renders)
         .into_iter()
@@ -84,12 +78,7 @@ fn render_everything() -> Vec<(String, Mode, Rendered)> {
 
 #[test]
 fn every_mode_renders_exactly_its_truth_table_row() {
-    let expected_counts = [
-        (Mode::Default, 12),
-        (Mode::ExternalDb, 9),
-        (Mode::CertManager, 13),
-        (Mode::Ha, 15),
-    ];
+    let expected_counts = [(Mode::Default, 12), (Mode::ExternalDb, 9), (Mode::CertManager, 13), (Mode::Ha, 15)];
     for (label, mode, rendered) in render_everything() {
         let got = rendered.kinds_and_names();
         let want = expected(mode);
@@ -101,10 +90,7 @@ fn every_mode_renders_exactly_its_truth_table_row() {
         );
         let missing: Vec<_> = want.difference(&got).collect();
         let extra: Vec<_> = got.difference(&want).collect();
-        assert!(
-            missing.is_empty() && extra.is_empty(),
-            "{label}: missing {missing:?}, unexpected {extra:?}"
-        );
+        assert!(missing.is_empty() && extra.is_empty(), "{label}: missing {missing:?}, unexpected {extra:?}");
         let count = expected_counts.iter().find(|(m, _)| *m == mode).unwrap().1;
         assert_eq!(got.len(), count, "{label}");
     }
@@ -117,31 +103,14 @@ fn external_mode_has_no_postgres_anything() {
             continue;
         }
         for o in &rendered.objects {
-            assert!(
-                !o.name().contains("postgres"),
-                "{label}: {} rendered",
-                o.id()
-            );
+            assert!(!o.name().contains("postgres"), "{label}: {} rendered", o.id());
         }
-        assert!(
-            !rendered.yaml.contains("POSTGRES_PASSWORD"),
-            "{label}: POSTGRES_PASSWORD rendered"
-        );
-        assert!(
-            !rendered.yaml.contains("PASSWORD"),
-            "{label}: a password env rendered in external mode"
-        );
+        assert!(!rendered.yaml.contains("POSTGRES_PASSWORD"), "{label}: POSTGRES_PASSWORD rendered");
+        assert!(!rendered.yaml.contains("PASSWORD"), "{label}: a password env rendered in external mode");
         let server = rendered.expect("Deployment", &format!("{F}-server"));
         let env = support::env_of(server.container("server").unwrap());
-        let url = env
-            .iter()
-            .find(|(n, _)| n == "CERTCTL_DATABASE_URL")
-            .unwrap();
-        assert_eq!(
-            url.1["secretKeyRef"]["name"],
-            format!("{F}-server"),
-            "{label}: the external URL comes from the server Secret"
-        );
+        let url = env.iter().find(|(n, _)| n == "CERTCTL_DATABASE_URL").unwrap();
+        assert_eq!(url.1["secretKeyRef"]["name"], format!("{F}-server"), "{label}: the external URL comes from the server Secret");
     }
 }
 
@@ -149,26 +118,13 @@ fn external_mode_has_no_postgres_anything() {
 fn cert_manager_and_ha_add_exactly_their_objects_to_default() {
     let all = render_everything();
     let get = |label_prefix: &str, mode: Mode| {
-        all.iter()
-            .find(|(l, m, _)| *m == mode && l.starts_with(label_prefix))
-            .map(|(_, _, r)| r.kinds_and_names())
-            .unwrap()
+        all.iter().find(|(l, m, _)| *m == mode && l.starts_with(label_prefix)).map(|(_, _, r)| r.kinds_and_names()).unwrap()
     };
     for prefix in ["receipt", "values file"] {
         let default = get(prefix, Mode::Default);
-        let cm: Vec<_> = get(prefix, Mode::CertManager)
-            .difference(&default)
-            .cloned()
-            .collect();
-        assert_eq!(
-            cm,
-            vec![("Certificate".to_owned(), format!("{F}-server-tls"))],
-            "{prefix}"
-        );
-        let ha: BTreeSet<_> = get(prefix, Mode::Ha)
-            .difference(&default)
-            .cloned()
-            .collect();
+        let cm: Vec<_> = get(prefix, Mode::CertManager).difference(&default).cloned().collect();
+        assert_eq!(cm, vec![("Certificate".to_owned(), format!("{F}-server-tls"))], "{prefix}");
+        let ha: BTreeSet<_> = get(prefix, Mode::Ha).difference(&default).cloned().collect();
         assert_eq!(
             ha,
             set(&[
@@ -192,14 +148,7 @@ fn cluster_scoped_names_are_release_scoped() {
     ];
     let names: Vec<BTreeSet<String>> = render_all(&renders)
         .into_iter()
-        .map(|r| {
-            r.unwrap()
-                .objects
-                .iter()
-                .filter(|o| o.kind().starts_with("ClusterRole"))
-                .map(|o| o.id())
-                .collect()
-        })
+        .map(|r| r.unwrap().objects.iter().filter(|o| o.kind().starts_with("ClusterRole")).map(|o| o.id()).collect())
         .collect();
     assert_eq!(names[0].len(), 2);
     assert!(names[0].is_disjoint(&names[1]), "{names:?}");
@@ -214,9 +163,7 @@ fn chart_examples_render_like_their_modes() {
     let renders: Vec<Render> = Mode::ALL
         .into_iter()
         .map(|m| {
-            let r = Render::new()
-                .values(examples.join(format!("{}.yaml", m.name())))
-                .set("server.auth.apiKey", "k");
+            let r = Render::new().values(examples.join(format!("{}.yaml", m.name()))).set("server.auth.apiKey", "k");
             if m == Mode::ExternalDb {
                 r
             } else {

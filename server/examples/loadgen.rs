@@ -58,12 +58,7 @@ fn parse_args() -> Args {
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
         .unwrap_or(0)
 }
 
@@ -119,12 +114,7 @@ async fn main() {
         .with_root_certificates(roots)
         .with_no_client_auth();
     let client = |tls: rustls::ClientConfig| {
-        reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .http1_only()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap()
+        reqwest::Client::builder().use_preconfigured_tls(tls).http1_only().timeout(Duration::from_secs(30)).build().unwrap()
     };
     let http = client(tls.clone());
     let base = format!("https://localhost:{port}");

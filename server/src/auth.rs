@@ -39,12 +39,8 @@ impl Permission {
     ];
 
     /// The permissions an agent needs and nothing more (used for the bootstrap token).
-    pub const AGENT: [Permission; 4] = [
-        Permission::AgentRegister,
-        Permission::AgentHeartbeat,
-        Permission::AgentJobPoll,
-        Permission::AgentCsrSubmit,
-    ];
+    pub const AGENT: [Permission; 4] =
+        [Permission::AgentRegister, Permission::AgentHeartbeat, Permission::AgentJobPoll, Permission::AgentCsrSubmit];
 
     /// The name used on the wire and in CERTCTL_AUTH_SCOPED_KEYS.
     pub fn as_str(self) -> &'static str {
@@ -75,10 +71,7 @@ impl FromStr for Permission {
     type Err = UnknownPermission;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Permission::ALL
-            .into_iter()
-            .find(|p| p.as_str() == s)
-            .ok_or_else(|| UnknownPermission(s.to_owned()))
+        Permission::ALL.into_iter().find(|p| p.as_str() == s).ok_or_else(|| UnknownPermission(s.to_owned()))
     }
 }
 
@@ -91,9 +84,7 @@ pub struct Principal {
 impl Principal {
     /// A principal holding the given permissions.
     pub fn new(permissions: impl IntoIterator<Item = Permission>) -> Self {
-        Self {
-            permissions: permissions.into_iter().collect(),
-        }
+        Self { permissions: permissions.into_iter().collect() }
     }
 
     /// A principal holding every permission (full keys, and `none` auth).
@@ -123,9 +114,7 @@ pub struct KeyStore {
 impl fmt::Debug for KeyStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print key material, not even hashes.
-        f.debug_struct("KeyStore")
-            .field("keys", &self.entries.len())
-            .finish()
+        f.debug_struct("KeyStore").field("keys", &self.entries.len()).finish()
     }
 }
 
@@ -138,10 +127,7 @@ fn sha256(key: &str) -> [u8; 32] {
 impl KeyStore {
     /// Adds a key granting `principal`.
     pub fn insert(&mut self, key: &str, principal: Principal) {
-        self.entries.push(KeyEntry {
-            hash: sha256(key),
-            principal,
-        });
+        self.entries.push(KeyEntry { hash: sha256(key), principal });
     }
 
     /// Number of keys held.

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use rand::RngCore;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType, SerialNumber,
 };
 use sqlx::postgres::PgPool;
 use time::OffsetDateTime;
@@ -93,11 +93,7 @@ fn generate_ca() -> Result<(String, String), rcgen::Error> {
     let mut params = CertificateParams::default();
     params.distinguished_name.push(DnType::CommonName, CA_COMMON_NAME);
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     let now = OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::minutes(5);
     params.not_after = now + time::Duration::days(CA_VALIDITY_DAYS);
@@ -135,23 +131,17 @@ impl LocalCa {
     /// Database failures or unusable stored material.
     pub async fn load_or_create(pool: &PgPool) -> Result<Self, CaError> {
         let existing: Option<(String, String)> =
-            sqlx::query_as("SELECT cert_pem, key_pem FROM ca WHERE id = 1")
-                .fetch_optional(pool)
-                .await?;
+            sqlx::query_as("SELECT cert_pem, key_pem FROM ca WHERE id = 1").fetch_optional(pool).await?;
         let (cert_pem, key_pem) = match existing {
             Some(found) => found,
             None => {
                 let (cert_pem, key_pem) = generate_ca().map_err(CaError::Material)?;
-                sqlx::query(
-                    "INSERT INTO ca (id, cert_pem, key_pem) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(&cert_pem)
-                .bind(&key_pem)
-                .execute(pool)
-                .await?;
-                sqlx::query_as("SELECT cert_pem, key_pem FROM ca WHERE id = 1")
-                    .fetch_one(pool)
-                    .await?
+                sqlx::query("INSERT INTO ca (id, cert_pem, key_pem) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING")
+                    .bind(&cert_pem)
+                    .bind(&key_pem)
+                    .execute(pool)
+                    .await?;
+                sqlx::query_as("SELECT cert_pem, key_pem FROM ca WHERE id = 1").fetch_one(pool).await?
             }
         };
         Self::from_pem(&cert_pem, &key_pem).map_err(CaError::Material)
@@ -164,10 +154,7 @@ impl LocalCa {
     pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, rcgen::Error> {
         let key = KeyPair::from_pem(key_pem)?;
         let issuer = Issuer::from_ca_cert_pem(cert_pem, key)?;
-        Ok(Self {
-            cert_pem: cert_pem.to_owned(),
-            issuer,
-        })
+        Ok(Self { cert_pem: cert_pem.to_owned(), issuer })
     }
 
     /// A fresh CA that lives only in memory (tests and benchmarks).
@@ -190,75 +177,39 @@ impl LocalCa {
     ///
     /// # Errors
     /// A [`CsrError`] saying what is wrong with the request.
-    pub fn sign_csr(
-        &self,
-        csr_pem: &str,
-        common_name: &str,
-        sans: &[String],
-        validity: Duration,
-    ) -> Result<Issued, CsrError> {
+    pub fn sign_csr(&self, csr_pem: &str, common_name: &str, sans: &[String], validity: Duration) -> Result<Issued, CsrError> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| match e {
             rcgen::Error::InvalidCertificationRequestSignature => CsrError::BadSignature,
             rcgen::Error::UnsupportedSignatureAlgorithm => CsrError::UnsupportedAlgorithm,
             rcgen::Error::UnsupportedExtension => CsrError::UnsupportedExtension,
             _ => CsrError::NotACsr,
         })?;
-        let found_cn = csr
-            .params
-            .distinguished_name
-            .get(&DnType::CommonName)
-            .map(dn_value_text)
-            .unwrap_or_default();
+        let found_cn = csr.params.distinguished_name.get(&DnType::CommonName).map(dn_value_text).unwrap_or_default();
         if found_cn != common_name {
-            return Err(CsrError::CommonNameMismatch {
-                expected: common_name.to_owned(),
-                found: found_cn,
-            });
+            return Err(CsrError::CommonNameMismatch { expected: common_name.to_owned(), found: found_cn });
         }
-        let found: BTreeSet<String> = csr
-            .params
-            .subject_alt_names
-            .iter()
-            .map(san_to_string)
-            .collect::<Result<_, _>>()?;
+        let found: BTreeSet<String> = csr.params.subject_alt_names.iter().map(san_to_string).collect::<Result<_, _>>()?;
         let expected: BTreeSet<String> = sans.iter().cloned().collect();
         if found != expected {
-            return Err(CsrError::SansMismatch {
-                expected: expected.into_iter().collect(),
-                found: found.into_iter().collect(),
-            });
+            return Err(CsrError::SansMismatch { expected: expected.into_iter().collect(), found: found.into_iter().collect() });
         }
 
-        let mut params =
-            CertificateParams::new(sans.to_vec()).map_err(|_| CsrError::UnsupportedSan)?;
+        let mut params = CertificateParams::new(sans.to_vec()).map_err(|_| CsrError::UnsupportedSan)?;
         params.distinguished_name.push(DnType::CommonName, common_name);
         // X.509 carries whole seconds; truncate so the stored times equal the certificate's.
-        let now = OffsetDateTime::now_utc()
-            .replace_nanosecond(0)
-            .expect("zero nanoseconds is valid");
+        let now = OffsetDateTime::now_utc().replace_nanosecond(0).expect("zero nanoseconds is valid");
         let not_before = now - time::Duration::minutes(1);
-        let not_after = now
-            + time::Duration::try_from(validity).unwrap_or(time::Duration::days(CA_VALIDITY_DAYS));
+        let not_after = now + time::Duration::try_from(validity).unwrap_or(time::Duration::days(CA_VALIDITY_DAYS));
         params.not_before = not_before;
         params.not_after = not_after;
         let (serial_number, serial) = random_serial();
         params.serial_number = Some(serial_number);
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         params.use_authority_key_identifier_extension = true;
-        let cert = params
-            .signed_by(&csr.public_key, &self.issuer)
-            .map_err(|_| CsrError::UnsupportedAlgorithm)?;
-        Ok(Issued {
-            certificate_pem: cert.pem(),
-            serial,
-            not_before,
-            not_after,
-        })
+        let cert = params.signed_by(&csr.public_key, &self.issuer).map_err(|_| CsrError::UnsupportedAlgorithm)?;
+        Ok(Issued { certificate_pem: cert.pem(), serial, not_before, not_after })
     }
 }
 
@@ -321,10 +272,7 @@ mod tests {
         let mut der = pem.contents;
         let at = der.windows(6).position(|w| w == b"node-a").unwrap();
         der[at + 5] = b'b';
-        let tampered = format!(
-            "-----BEGIN CERTIFICATE REQUEST-----\n{}\n-----END CERTIFICATE REQUEST-----\n",
-            base64_encode(&der)
-        );
+        let tampered = format!("-----BEGIN CERTIFICATE REQUEST-----\n{}\n-----END CERTIFICATE REQUEST-----\n", base64_encode(&der));
         let err = ca.sign_csr(&tampered, "node-b", &names(&["node-a"]), d).unwrap_err();
         assert_eq!(err, CsrError::BadSignature);
     }

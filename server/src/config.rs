@@ -140,16 +140,10 @@ impl<F: Fn(&str) -> Option<String>> Env for F {
 
 /// The value of `name`, treating an empty or blank value as unset.
 fn non_empty(env: &impl Env, name: &str) -> Option<String> {
-    env.get(name)
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
+    env.get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
-fn duration_var(
-    env: &impl Env,
-    var: &'static str,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
+fn duration_var(env: &impl Env, var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
     match non_empty(env, var) {
         None => Ok(default),
         Some(text) => match parse_duration(&text) {
@@ -159,11 +153,7 @@ fn duration_var(
                 reason: "must be greater than zero".into(),
                 fix: "set a positive duration such as 30s".into(),
             }),
-            Err(reason) => Err(ConfigError::Invalid {
-                var,
-                reason,
-                fix: "set a duration such as 30s, 5m, 2h or 90d".into(),
-            }),
+            Err(reason) => Err(ConfigError::Invalid { var, reason, fix: "set a duration such as 30s, 5m, 2h or 90d".into() }),
         },
     }
 }
@@ -223,8 +213,7 @@ fn parse_database(env: &impl Env) -> Result<DatabaseConfig, ConfigError> {
             fix: "set it to postgres://user@host:5432/dbname".into(),
         });
     }
-    let mut connect = PgConnectOptions::from_str(&url)
-        .map_err(|source| ConfigError::DatabaseUrl { source })?;
+    let mut connect = PgConnectOptions::from_str(&url).map_err(|source| ConfigError::DatabaseUrl { source })?;
     // The chart passes the password separately so it needs no URL encoding.
     if let Some(password) = env.get("CERTCTL_DATABASE_PASSWORD").filter(|p| !p.is_empty()) {
         connect = connect.password(&password);
@@ -260,11 +249,7 @@ fn parse_database(env: &impl Env) -> Result<DatabaseConfig, ConfigError> {
         max_connections,
         min_connections: (max_connections / 5).max(1),
         idle_timeout: duration_var(env, "CERTCTL_DATABASE_IDLE_TIMEOUT", Duration::from_secs(30))?,
-        connect_timeout: duration_var(
-            env,
-            "CERTCTL_DATABASE_CONNECT_TIMEOUT",
-            Duration::from_secs(10),
-        )?,
+        connect_timeout: duration_var(env, "CERTCTL_DATABASE_CONNECT_TIMEOUT", Duration::from_secs(10))?,
     })
 }
 
@@ -276,12 +261,7 @@ fn comma_keys(text: &str) -> impl Iterator<Item = &str> {
 fn parse_scoped_keys(text: &str, store: &mut KeyStore) -> Result<(), ConfigError> {
     const VAR: &str = "CERTCTL_AUTH_SCOPED_KEYS";
     const FIX: &str = "use key1=metrics.read;key2=agent.register,agent.heartbeat";
-    for (index, entry) in text
-        .split(';')
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-        .enumerate()
-    {
+    for (index, entry) in text.split(';').map(str::trim).filter(|e| !e.is_empty()).enumerate() {
         let Some((key, perms)) = entry.split_once('=') else {
             return Err(ConfigError::Invalid {
                 var: VAR,
@@ -290,30 +270,19 @@ fn parse_scoped_keys(text: &str, store: &mut KeyStore) -> Result<(), ConfigError
             });
         };
         if key.trim().is_empty() {
-            return Err(ConfigError::Invalid {
-                var: VAR,
-                reason: format!("entry {} has an empty key", index + 1),
-                fix: FIX.into(),
-            });
+            return Err(ConfigError::Invalid { var: VAR, reason: format!("entry {} has an empty key", index + 1), fix: FIX.into() });
         }
         let mut permissions = Vec::new();
         for name in comma_keys(perms) {
             let p = name.parse::<Permission>().map_err(|e| ConfigError::Invalid {
                 var: VAR,
                 reason: format!("entry {}: {e}", index + 1),
-                fix: format!(
-                    "permissions are {}",
-                    Permission::ALL.map(Permission::as_str).join(", ")
-                ),
+                fix: format!("permissions are {}", Permission::ALL.map(Permission::as_str).join(", ")),
             })?;
             permissions.push(p);
         }
         if permissions.is_empty() {
-            return Err(ConfigError::Invalid {
-                var: VAR,
-                reason: format!("entry {} grants no permission", index + 1),
-                fix: FIX.into(),
-            });
+            return Err(ConfigError::Invalid { var: VAR, reason: format!("entry {} grants no permission", index + 1), fix: FIX.into() });
         }
         store.insert(key.trim(), Principal::new(permissions));
     }
@@ -359,9 +328,7 @@ fn parse_auth(env: &impl Env) -> Result<Authenticator, ConfigError> {
 }
 
 fn required_path(env: &impl Env, var: &'static str, fix: &'static str) -> Result<PathBuf, ConfigError> {
-    non_empty(env, var)
-        .map(PathBuf::from)
-        .ok_or(ConfigError::Missing { var, fix })
+    non_empty(env, var).map(PathBuf::from).ok_or(ConfigError::Missing { var, fix })
 }
 
 impl Config {
@@ -379,29 +346,14 @@ impl Config {
             "CERTCTL_SERVER_TLS_CERT_PATH",
             "set it to the PEM certificate chain, e.g. /etc/certctl/tls/tls.crt (HTTPS is the only listener)",
         )?;
-        let tls_key_path = required_path(
-            env,
-            "CERTCTL_SERVER_TLS_KEY_PATH",
-            "set it to the PEM private key, e.g. /etc/certctl/tls/tls.key",
-        )?;
+        let tls_key_path =
+            required_path(env, "CERTCTL_SERVER_TLS_KEY_PATH", "set it to the PEM private key, e.g. /etc/certctl/tls/tls.key")?;
         let database = parse_database(env)?;
         let auth = parse_auth(env)?;
         let scheduler = SchedulerConfig {
-            renewal_check_interval: duration_var(
-                env,
-                "CERTCTL_SCHEDULER_RENEWAL_CHECK_INTERVAL",
-                Duration::from_secs(3600),
-            )?,
-            certificate_validity: duration_var(
-                env,
-                "CERTCTL_CERTIFICATE_VALIDITY",
-                Duration::from_secs(90 * 86_400),
-            )?,
-            renew_before: duration_var(
-                env,
-                "CERTCTL_CERTIFICATE_RENEW_BEFORE",
-                Duration::from_secs(30 * 86_400),
-            )?,
+            renewal_check_interval: duration_var(env, "CERTCTL_SCHEDULER_RENEWAL_CHECK_INTERVAL", Duration::from_secs(3600))?,
+            certificate_validity: duration_var(env, "CERTCTL_CERTIFICATE_VALIDITY", Duration::from_secs(90 * 86_400))?,
+            renew_before: duration_var(env, "CERTCTL_CERTIFICATE_RENEW_BEFORE", Duration::from_secs(30 * 86_400))?,
         };
         if scheduler.renew_before >= scheduler.certificate_validity {
             return Err(ConfigError::Invalid {
@@ -410,22 +362,9 @@ impl Config {
                 fix: "e.g. CERTCTL_CERTIFICATE_VALIDITY=90d with CERTCTL_CERTIFICATE_RENEW_BEFORE=30d".into(),
             });
         }
-        let shutdown_timeout =
-            duration_var(env, "CERTCTL_SHUTDOWN_TIMEOUT", Duration::from_secs(20))?;
-        let tls_reload_interval =
-            duration_var(env, "CERTCTL_SERVER_TLS_RELOAD_INTERVAL", Duration::from_secs(30))?;
-        Ok(Self {
-            host,
-            port,
-            tls_cert_path,
-            tls_key_path,
-            database,
-            log,
-            auth,
-            scheduler,
-            shutdown_timeout,
-            tls_reload_interval,
-        })
+        let shutdown_timeout = duration_var(env, "CERTCTL_SHUTDOWN_TIMEOUT", Duration::from_secs(20))?;
+        let tls_reload_interval = duration_var(env, "CERTCTL_SERVER_TLS_RELOAD_INTERVAL", Duration::from_secs(30))?;
+        Ok(Self { host, port, tls_cert_path, tls_key_path, database, log, auth, scheduler, shutdown_timeout, tls_reload_interval })
     }
 }
 

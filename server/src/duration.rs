@@ -8,29 +8,18 @@ use std::time::Duration;
 /// Returns a message describing the accepted forms when the text does not parse.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("expected a duration like 30s, 5m, 2h or 90d, got {text:?}"))?;
+    let value: u64 = number.parse().map_err(|_| format!("expected a duration like 30s, 5m, 2h or 90d, got {text:?}"))?;
     let seconds_per_unit = match unit {
         "" | "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
         "ms" => return Ok(Duration::from_millis(value)),
-        other => {
-            return Err(format!(
-                "unknown duration unit {other:?} in {text:?}: use ms, s, m, h or d"
-            ))
-        }
+        other => return Err(format!("unknown duration unit {other:?} in {text:?}: use ms, s, m, h or d")),
     };
-    value
-        .checked_mul(seconds_per_unit)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("duration {text:?} is too large"))
+    value.checked_mul(seconds_per_unit).map(Duration::from_secs).ok_or_else(|| format!("duration {text:?} is too large"))
 }
 
 #[cfg(test)]

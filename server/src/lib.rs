@@ -59,9 +59,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let started = Instant::now();
     let cert = Arc::new(tls::ReloadableCert::load(&config.tls_cert_path, &config.tls_key_path)?);
     let addr = format!("{}:{}", config.host, config.port);
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .map_err(|source| RunError::Bind { addr: addr.clone(), source })?;
+    let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|source| RunError::Bind { addr: addr.clone(), source })?;
     let local = listener.local_addr().map_or(addr, |a| a.to_string());
 
     let pool = db::lazy_pool(&config.database);
@@ -74,8 +72,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         "certctl-server listening (HTTPS, TLS 1.3 only)"
     );
 
-    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .map_err(RunError::Signals)?;
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(RunError::Signals)?;
     let reload_cert = cert.clone();
     let reloader = tokio::spawn(async move {
         while hangups.recv().await.is_some() {
@@ -108,14 +105,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let bring_up = tokio::spawn(startup::bring_up(state.clone(), config.database.clone(), started));
     let scheduler = tokio::spawn(scheduler::run(state.clone()));
 
-    serve::serve(
-        listener,
-        tls::server_config(cert),
-        api::router(state),
-        shutdown,
-        config.shutdown_timeout,
-    )
-    .await;
+    serve::serve(listener, tls::server_config(cert), api::router(state), shutdown, config.shutdown_timeout).await;
 
     reloader.abort();
     watcher.abort();

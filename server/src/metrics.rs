@@ -65,11 +65,7 @@ impl Metrics {
             // 0.5 ms .. ~8 s
             Histogram::new(exponential_buckets(0.0005, 2.0, 15))
         });
-        registry.register(
-            "http_request_duration_seconds",
-            "HTTP request latency in seconds",
-            latency.clone(),
-        );
+        registry.register("http_request_duration_seconds", "HTTP request latency in seconds", latency.clone());
         let pool_open = Gauge::default();
         registry.register("db_pool_open_connections", "Open database connections (in use + idle)", pool_open.clone());
         let pool_idle = Gauge::default();
@@ -83,33 +79,13 @@ impl Metrics {
         registry.register("agents_registered", "Agents registered for the first time", agents_registered.clone());
         let renewal_jobs_queued = Counter::default();
         registry.register("renewal_jobs_queued", "CSR jobs queued by the renewal scheduler", renewal_jobs_queued.clone());
-        Self {
-            registry,
-            requests,
-            latency,
-            pool_open,
-            pool_idle,
-            certificates_issued,
-            agents_registered,
-            renewal_jobs_queued,
-        }
+        Self { registry, requests, latency, pool_open, pool_idle, certificates_issued, agents_registered, renewal_jobs_queued }
     }
 
     /// Records one finished request.
     pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                method: method.to_owned(),
-                route: route.to_owned(),
-                status,
-            })
-            .inc();
-        self.latency
-            .get_or_create(&LatencyLabels {
-                method: method.to_owned(),
-                route: route.to_owned(),
-            })
-            .observe(seconds);
+        self.requests.get_or_create(&RequestLabels { method: method.to_owned(), route: route.to_owned(), status }).inc();
+        self.latency.get_or_create(&LatencyLabels { method: method.to_owned(), route: route.to_owned() }).observe(seconds);
     }
 
     /// Samples the pool and renders everything in the Prometheus text format.

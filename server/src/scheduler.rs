@@ -11,8 +11,7 @@ use crate::store::jobs;
 /// # Errors
 /// Database failures.
 pub async fn run_once(state: &AppState) -> Result<u64, sqlx::Error> {
-    let renew_before = time::Duration::try_from(state.scheduler().renew_before)
-        .unwrap_or(time::Duration::days(30));
+    let renew_before = time::Duration::try_from(state.scheduler().renew_before).unwrap_or(time::Duration::days(30));
     let queued = jobs::queue_renewals(state.pool(), OffsetDateTime::now_utc() + renew_before).await?;
     if queued > 0 {
         state.metrics().renewal_jobs_queued.inc_by(queued);

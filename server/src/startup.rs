@@ -92,20 +92,13 @@ pub async fn bring_up(state: AppState, db: DatabaseConfig, started: Instant) {
     };
     state.set_ca(ca);
     state.set_startup(Startup::Ready);
-    tracing::info!(
-        elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        "ready"
-    );
+    tracing::info!(elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX), "ready");
 }
 
 async fn prepare(state: &AppState) -> Result<LocalCa, String> {
-    let applied = migrate::run(state.pool())
-        .await
-        .map_err(|e| error_chain(&e))?;
+    let applied = migrate::run(state.pool()).await.map_err(|e| error_chain(&e))?;
     tracing::info!(applied, "migrations up to date");
-    LocalCa::load_or_create(state.pool())
-        .await
-        .map_err(|e| error_chain(&e))
+    LocalCa::load_or_create(state.pool()).await.map_err(|e| error_chain(&e))
 }
 
 #[cfg(test)]

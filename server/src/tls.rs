@@ -66,11 +66,7 @@ pub fn provider() -> Arc<CryptoProvider> {
 }
 
 fn read(var: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
-        var,
-        path: path.to_owned(),
-        source,
-    })
+    std::fs::read(path).map_err(|source| TlsError::Read { var, path: path.to_owned(), source })
 }
 
 /// Loads a PEM certificate chain and private key and checks that they belong together.
@@ -80,30 +76,15 @@ fn read(var: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
 pub fn load_certified_key(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, TlsError> {
     let cert_pem = read("CERTCTL_SERVER_TLS_CERT_PATH", cert_path)?;
     let key_pem = read("CERTCTL_SERVER_TLS_KEY_PATH", key_path)?;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
-        .filter_map(Result::ok)
-        .collect();
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem).filter_map(Result::ok).collect();
     if chain.is_empty() {
-        return Err(TlsError::NoCertificate {
-            path: cert_path.to_owned(),
-        });
+        return Err(TlsError::NoCertificate { path: cert_path.to_owned() });
     }
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::NoKey {
-        path: key_path.to_owned(),
-    })?;
-    let signing_key = provider()
-        .key_provider
-        .load_private_key(key)
-        .map_err(|source| TlsError::UnsupportedKey {
-            path: key_path.to_owned(),
-            source,
-        })?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::NoKey { path: key_path.to_owned() })?;
+    let signing_key =
+        provider().key_provider.load_private_key(key).map_err(|source| TlsError::UnsupportedKey { path: key_path.to_owned(), source })?;
     let certified = CertifiedKey::new(chain, signing_key);
-    certified.keys_match().map_err(|source| TlsError::Mismatch {
-        cert: cert_path.to_owned(),
-        key: key_path.to_owned(),
-        source,
-    })?;
+    certified.keys_match().map_err(|source| TlsError::Mismatch { cert: cert_path.to_owned(), key: key_path.to_owned(), source })?;
     Ok(certified)
 }
 
@@ -119,10 +100,7 @@ pub struct ReloadableCert {
 
 impl fmt::Debug for ReloadableCert {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReloadableCert")
-            .field("cert_path", &self.cert_path)
-            .field("key_path", &self.key_path)
-            .finish_non_exhaustive()
+        f.debug_struct("ReloadableCert").field("cert_path", &self.cert_path).field("key_path", &self.key_path).finish_non_exhaustive()
     }
 }
 
@@ -170,10 +148,7 @@ impl ReloadableCert {
     }
 
     fn current(&self) -> Arc<CertifiedKey> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 

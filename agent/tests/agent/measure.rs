@@ -34,18 +34,11 @@ fn cpu_time(pid: i32) -> Duration {
 async fn measure_idle_footprint_and_time_to_certificate() {
     let stack = Stack::start().await;
     let work = tempfile::tempdir().unwrap();
-    let idle_window = std::env::var("CERTCTL_MEASURE_IDLE_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(120u64);
+    let idle_window = std::env::var("CERTCTL_MEASURE_IDLE_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(120u64);
     // Production intervals (60 s heartbeat, 30 s poll) so "idle" is what a deployed agent does.
-    let run = AgentRun::new(&stack, "bench-node", work.path())
-        .set("CERTCTL_HEARTBEAT_INTERVAL", "60s")
-        .set("CERTCTL_POLL_INTERVAL", "30s");
+    let run = AgentRun::new(&stack, "bench-node", work.path()).set("CERTCTL_HEARTBEAT_INTERVAL", "60s").set("CERTCTL_POLL_INTERVAL", "30s");
     let agent = run.spawn();
-    agent
-        .wait_for_file("agent.crt", Duration::from_secs(60))
-        .await;
+    agent.wait_for_file("agent.crt", Duration::from_secs(60)).await;
     let to_cert = agent.started.elapsed();
     let pid = agent.pid();
     let rss_after_issue = rss_kib(pid);
@@ -58,14 +51,8 @@ async fn measure_idle_footprint_and_time_to_certificate() {
     }
     let cpu = cpu_time(pid).saturating_sub(cpu_start);
     let wall = t0.elapsed();
-    println!(
-        "agent binary: {}",
-        run.command().get_program().to_string_lossy()
-    );
-    println!(
-        "time from start to certificate on disk: {:.3}s",
-        to_cert.as_secs_f64()
-    );
+    println!("agent binary: {}", run.command().get_program().to_string_lossy());
+    println!("time from start to certificate on disk: {:.3}s", to_cert.as_secs_f64());
     println!("RSS after issuance: {rss_after_issue} KiB; idle RSS (end of window): {} KiB; peak: {peak} KiB", rss_kib(pid));
     println!(
         "idle CPU over {:.0}s: {:.2}s ({:.3}% of one core)",

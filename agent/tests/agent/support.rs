@@ -31,14 +31,11 @@ impl ServerTls {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "agent-test TLS CA");
+        ca_params.distinguished_name.push(DnType::CommonName, "agent-test TLS CA");
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         let issuer = rcgen::Issuer::new(ca_params, ca_key);
         let server_key = KeyPair::generate().unwrap();
-        let server_params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        let server_params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
         let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
         let ca_path = dir.path().join("ca.crt");
         let cert_path = dir.path().join("tls.crt");
@@ -46,12 +43,7 @@ impl ServerTls {
         fs::write(&ca_path, ca_cert.pem()).unwrap();
         fs::write(&cert_path, server_cert.pem()).unwrap();
         fs::write(&key_path, server_key.serialize_pem()).unwrap();
-        Self {
-            _dir: dir,
-            ca_path,
-            cert_path,
-            key_path,
-        }
+        Self { _dir: dir, ca_path, cert_path, key_path }
     }
 }
 
@@ -75,33 +67,20 @@ struct RunningServer {
 impl Stack {
     /// Starts PostgreSQL and the server, and waits until the server is ready.
     pub async fn start() -> Self {
-        let pg = TestPostgres::start().await.unwrap_or_else(|e| {
-            panic!("PostgreSQL fixture failed: {e} (install postgresql-15: apt-get install postgresql-15)")
-        });
-        pg.create_role("certctl", "certctl-pw")
+        let pg = TestPostgres::start()
             .await
-            .expect("create role");
-        pg.create_database("certctl", "certctl")
-            .await
-            .expect("create database");
+            .unwrap_or_else(|e| panic!("PostgreSQL fixture failed: {e} (install postgresql-15: apt-get install postgresql-15)"));
+        pg.create_role("certctl", "certctl-pw").await.expect("create role");
+        pg.create_database("certctl", "certctl").await.expect("create database");
         let database_url = pg.url("certctl", "certctl-pw", "certctl");
         let tls = ServerTls::generate();
         let port = free_port();
         let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(
-                certctl_agent::tls::client_config_trusting(&tls.ca_path).unwrap(),
-            )
+            .tls_backend_preconfigured(certctl_agent::tls::client_config_trusting(&tls.ca_path).unwrap())
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap();
-        let mut stack = Self {
-            server: None,
-            _pg: pg,
-            tls,
-            port,
-            database_url,
-            http,
-        };
+        let mut stack = Self { server: None, _pg: pg, tls, port, database_url, http };
         stack.start_server().await;
         stack
     }
@@ -116,29 +95,16 @@ impl Stack {
         let vars = [
             ("CERTCTL_SERVER_HOST", "127.0.0.1".to_string()),
             ("CERTCTL_SERVER_PORT", self.port.to_string()),
-            (
-                "CERTCTL_SERVER_TLS_CERT_PATH",
-                self.tls.cert_path.display().to_string(),
-            ),
-            (
-                "CERTCTL_SERVER_TLS_KEY_PATH",
-                self.tls.key_path.display().to_string(),
-            ),
+            ("CERTCTL_SERVER_TLS_CERT_PATH", self.tls.cert_path.display().to_string()),
+            ("CERTCTL_SERVER_TLS_KEY_PATH", self.tls.key_path.display().to_string()),
             ("CERTCTL_DATABASE_URL", self.database_url.clone()),
             ("CERTCTL_DATABASE_MAX_CONNS", "4".to_string()),
             ("CERTCTL_AUTH_TYPE", "api-key".to_string()),
             ("CERTCTL_AUTH_SECRET", API_KEY.to_string()),
-            (
-                "CERTCTL_AUTH_SCOPED_KEYS",
-                format!("{SCOPED_KEY}=agent.register,agent.heartbeat"),
-            ),
+            ("CERTCTL_AUTH_SCOPED_KEYS", format!("{SCOPED_KEY}=agent.register,agent.heartbeat")),
             ("CERTCTL_SHUTDOWN_TIMEOUT", "2s".to_string()),
         ];
-        let lookup = move |name: &str| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.clone())
-        };
+        let lookup = move |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone());
         let config = certctl_server::config::Config::from_env(&lookup).expect("server config");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(certctl_server::run(config, async move {
@@ -173,16 +139,8 @@ impl Stack {
     }
 
     /// An authenticated API call; returns (status, JSON body).
-    pub async fn api(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> (u16, serde_json::Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}/api/v1{path}", self.url()))
-            .bearer_auth(API_KEY);
+    pub async fn api(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+        let mut req = self.http.request(method, format!("{}/api/v1{path}", self.url())).bearer_auth(API_KEY);
         if let Some(body) = body {
             req = req.json(&body);
         }
@@ -194,20 +152,12 @@ impl Stack {
 
     /// A connection pool on the server's database (as its owner), for assertions.
     pub async fn db(&self) -> sqlx::PgPool {
-        sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&self.database_url)
-            .await
-            .expect("connect to the server database")
+        sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&self.database_url).await.expect("connect to the server database")
     }
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Polls `probe` until it returns Ok or `timeout` passes; panics naming what it waited for
@@ -253,10 +203,7 @@ impl AgentRun {
             ("CERTCTL_API_KEY", API_KEY.to_string()),
             ("CERTCTL_AGENT_NAME", name.to_string()),
             ("CERTCTL_KEY_DIR", key_dir.display().to_string()),
-            (
-                "CERTCTL_SERVER_CA_BUNDLE_PATH",
-                stack.tls.ca_path.display().to_string(),
-            ),
+            ("CERTCTL_SERVER_CA_BUNDLE_PATH", stack.tls.ca_path.display().to_string()),
             ("CERTCTL_HEARTBEAT_INTERVAL", "1s".to_string()),
             ("CERTCTL_POLL_INTERVAL", "1s".to_string()),
             ("CERTCTL_BACKOFF_BASE", "1s".to_string()),
@@ -267,11 +214,7 @@ impl AgentRun {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        Self {
-            env,
-            key_dir,
-            log_path: work.join("agent.log"),
-        }
+        Self { env, key_dir, log_path: work.join("agent.log") }
     }
 
     pub fn set(mut self, key: &str, value: &str) -> Self {
@@ -282,11 +225,9 @@ impl AgentRun {
 
     pub fn command(&self) -> Command {
         // CERTCTL_AGENT_BIN lets the measurement run a release build.
-        let bin = std::env::var("CERTCTL_AGENT_BIN")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_certctl-agent").to_string());
+        let bin = std::env::var("CERTCTL_AGENT_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_certctl-agent").to_string());
         let mut cmd = Command::new(bin);
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default());
+        cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -295,11 +236,7 @@ impl AgentRun {
 
     /// Starts the agent; its stdout and stderr are appended to the log file.
     pub fn spawn(&self) -> AgentProcess {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)
-            .unwrap();
+        let log = fs::OpenOptions::new().create(true).append(true).open(&self.log_path).unwrap();
         let child = self
             .command()
             .stdin(Stdio::null())
@@ -307,12 +244,7 @@ impl AgentRun {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("spawn certctl-agent");
-        AgentProcess {
-            child,
-            log_path: self.log_path.clone(),
-            key_dir: self.key_dir.clone(),
-            started: Instant::now(),
-        }
+        AgentProcess { child, log_path: self.log_path.clone(), key_dir: self.key_dir.clone(), started: Instant::now() }
     }
 }
 
@@ -336,37 +268,22 @@ impl AgentProcess {
 
     /// Waits for a log line containing `needle`; returns it.
     pub async fn wait_for_event(&self, needle: &str, timeout: Duration) -> serde_json::Value {
-        wait_async(
-            &format!("agent log line containing {needle:?}"),
-            timeout,
-            || async {
-                self.events(needle)
-                    .pop()
-                    .ok_or_else(|| format!("log so far:\n{}", self.log()))
-            },
-        )
+        wait_async(&format!("agent log line containing {needle:?}"), timeout, || async {
+            self.events(needle).pop().ok_or_else(|| format!("log so far:\n{}", self.log()))
+        })
         .await
     }
 
     /// Waits until at least `count` log lines contain `needle`; returns the first `count`.
-    pub async fn wait_for_event_count(
-        &self,
-        needle: &str,
-        count: usize,
-        timeout: Duration,
-    ) -> Vec<serde_json::Value> {
-        wait_async(
-            &format!("{count} agent log lines containing {needle:?}"),
-            timeout,
-            || async {
-                let events = self.events(needle);
-                if events.len() >= count {
-                    Ok(events.into_iter().take(count).collect())
-                } else {
-                    Err(format!("{} so far; log:\n{}", events.len(), self.log()))
-                }
-            },
-        )
+    pub async fn wait_for_event_count(&self, needle: &str, count: usize, timeout: Duration) -> Vec<serde_json::Value> {
+        wait_async(&format!("{count} agent log lines containing {needle:?}"), timeout, || async {
+            let events = self.events(needle);
+            if events.len() >= count {
+                Ok(events.into_iter().take(count).collect())
+            } else {
+                Err(format!("{} so far; log:\n{}", events.len(), self.log()))
+            }
+        })
         .await
     }
 
@@ -384,8 +301,7 @@ impl AgentProcess {
     }
 
     pub fn signal(&self, signal: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal)
-            .expect("send signal");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).expect("send signal");
     }
 
     /// Waits for the process to exit.

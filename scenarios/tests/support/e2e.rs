@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use certctl_harness::ensure;
-use rustls_pki_types::pem::PemObject;
 use certctl_harness::env::TestEnv;
 use certctl_harness::exec::exec;
 use certctl_harness::helm::Release;
@@ -21,6 +20,7 @@ use certctl_harness::wait::{wait_until, Deadline, Poll};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, ListParams, PostParams};
+use rustls_pki_types::pem::PemObject;
 
 /// The default mode's values file, as the chart engineer keeps it.
 const MODE_FILE: &str = "scenarios/modes/default.yaml";
@@ -50,7 +50,15 @@ impl Checks {
 /// Installs `chart` in the default mode as release `release` in scenario
 /// `name` and runs the checks. `expect_failure` marks a run meant to fail
 /// (the bundle is still written; the cluster is not kept for it).
-pub async fn default_mode(env: &'static TestEnv, name: &str, release: &str, chart: &Path, checks: Checks, helm_args: &[&str], expect_failure: bool) -> Result<(), ScenarioFailure> {
+pub async fn default_mode(
+    env: &'static TestEnv,
+    name: &str,
+    release: &str,
+    chart: &Path,
+    checks: Checks,
+    helm_args: &[&str],
+    expect_failure: bool,
+) -> Result<(), ScenarioFailure> {
     let mut s = Scenario::start(env, name).await.unwrap_or_else(|e| panic!("scenario {name} could not start: {e}"));
     if expect_failure {
         s.expect_failure();
@@ -62,8 +70,11 @@ pub async fn default_mode(env: &'static TestEnv, name: &str, release: &str, char
     let service = format!("{full}-server");
 
     // --- install -----------------------------------------------------------------
-    let tls = TlsMaterial::self_signed("certctl e2e CA", &TlsMaterial::service_names(&service, &ns).iter().map(String::as_str).collect::<Vec<_>>())
-        .expect("test CA");
+    let tls = TlsMaterial::self_signed(
+        "certctl e2e CA",
+        &TlsMaterial::service_names(&service, &ns).iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .expect("test CA");
     let rel = mode_release(env, MODE_FILE, release, &ns, chart).set(serde_json::json!({
         "server": {"env": {"CERTCTL_AUTH_SCOPED_KEYS": format!("{AGENT_ONLY_KEY}=agent.register,agent.heartbeat,agent.job.poll")}},
     }));
@@ -109,9 +120,7 @@ pub async fn default_mode(env: &'static TestEnv, name: &str, release: &str, char
         let uid = values[component]["securityContext"]["runAsUser"].as_i64().unwrap_or(-1);
         for container in pod.spec.as_ref().map(|s| s.containers.clone()).unwrap_or_default() {
             let (p, pn, cn) = (pods.clone(), pod_name.clone(), container.name.clone());
-            let _ = s
-                .step(&format!("securityContext {pn}/{cn}"), async move { security_context(&p, &pn, &cn, uid).await })
-                .await;
+            let _ = s.step(&format!("securityContext {pn}/{cn}"), async move { security_context(&p, &pn, &cn, uid).await }).await;
         }
     }
 
@@ -142,7 +151,9 @@ pub async fn default_mode(env: &'static TestEnv, name: &str, release: &str, char
         let agent_pod = agents.first().and_then(|p| p.metadata.name.clone()).unwrap_or_default();
         let db = PsqlTarget::new(&format!("{full}-postgres-0"), "postgres", "certctl", "certctl");
         let p = pods.clone();
-        let _ = s.step("agent holds a certificate issued by the server's CA", async move { agent_certificate(&p, &agent_pod, &db).await }).await;
+        let _ = s
+            .step("agent holds a certificate issued by the server's CA", async move { agent_certificate(&p, &agent_pod, &db).await })
+            .await;
     }
     s.finish().await
 }
@@ -231,7 +242,10 @@ pub fn tls_config(ca: &str, versions: &[&'static rustls::SupportedProtocolVersio
         roots.add(cert?)?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider).with_protocol_versions(versions)?.with_root_certificates(roots).with_no_client_auth())
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 pub async fn ready_via_service(host: &str, addr: SocketAddr, ca: &str) -> StepResult {
@@ -239,7 +253,9 @@ pub async fn ready_via_service(host: &str, addr: SocketAddr, ca: &str) -> StepRe
     let url = format!("https://{host}:{}/ready", addr.port());
     let body: serde_json::Value = wait_until("/ready to answer 200", Deadline::secs(60), || async {
         match http.get(&url).send().await {
-            Ok(r) if r.status() == 200 => Ok(Poll::Ready(serde_json::from_str::<serde_json::Value>(&r.text().await.unwrap_or_default()).unwrap_or_default())),
+            Ok(r) if r.status() == 200 => {
+                Ok(Poll::Ready(serde_json::from_str::<serde_json::Value>(&r.text().await.unwrap_or_default()).unwrap_or_default()))
+            }
             Ok(r) => Ok(Poll::Pending(format!("HTTP {} {}", r.status(), r.text().await.unwrap_or_default()))),
             Err(e) => Ok(Poll::Pending(format!("request failed: {e}"))),
         }
@@ -258,7 +274,10 @@ async fn tls13_only(host: &str, addr: SocketAddr, ca: &str) -> StepResult {
     ensure!(refused.is_err(), "a TLS 1.2-only client completed a handshake: the server accepts TLS 1.2");
     let tls13 = TlsConnector::from(Arc::new(tls_config(ca, &[&rustls::version::TLS13])?));
     let tcp = tokio::net::TcpStream::connect(addr).await?;
-    let stream = tls13.connect(name, tcp).await.map_err(|e| format!("TLS 1.3 handshake (verifying the test CA and the Service name) failed: {e}"))?;
+    let stream = tls13
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS 1.3 handshake (verifying the test CA and the Service name) failed: {e}"))?;
     let version = stream.get_ref().1.protocol_version();
     ensure!(version == Some(rustls::ProtocolVersion::TLSv1_3), "negotiated {version:?}, want TLSv1_3");
     Ok(())

@@ -17,8 +17,7 @@ pub fn helm() -> &'static Tool {
 
 /// Renders, panicking with helm's message on failure.
 pub fn render(r: &Render) -> Rendered {
-    r.run(helm())
-        .unwrap_or_else(|e| panic!("render failed: {e}\nargs: {:?}", r.args()))
+    r.run(helm()).unwrap_or_else(|e| panic!("render failed: {e}\nargs: {:?}", r.args()))
 }
 
 /// Runs many renders at once (helm is a separate process; the machine's cores work in
@@ -26,8 +25,7 @@ pub fn render(r: &Render) -> Rendered {
 pub fn render_all(renders: &[Render]) -> Vec<Result<Rendered, RenderError>> {
     const WORKERS: usize = 6;
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<OnceLock<Result<Rendered, RenderError>>> =
-        renders.iter().map(|_| OnceLock::new()).collect();
+    let results: Vec<OnceLock<Result<Rendered, RenderError>>> = renders.iter().map(|_| OnceLock::new()).collect();
     std::thread::scope(|s| {
         for _ in 0..WORKERS.min(renders.len()) {
             s.spawn(|| loop {
@@ -37,10 +35,7 @@ pub fn render_all(renders: &[Render]) -> Vec<Result<Rendered, RenderError>> {
             });
         }
     });
-    results
-        .into_iter()
-        .map(|c| c.into_inner().expect("every render ran"))
-        .collect()
+    results.into_iter().map(|c| c.into_inner().expect("every render ran")).collect()
 }
 
 /// The audit's receipt flags (certctl-spec.md), release `c`.
@@ -49,20 +44,14 @@ pub mod receipts {
 
     /// default: 12 resources.
     pub fn default() -> Render {
-        Render::new()
-            .set("server.tls.existingSecret", "ci")
-            .set("postgresql.auth.password", "p")
-            .set("server.auth.apiKey", "k")
+        Render::new().set("server.tls.existingSecret", "ci").set("postgresql.auth.password", "p").set("server.auth.apiKey", "k")
     }
     /// external DB: 9 resources.
     pub fn external_db() -> Render {
         Render::new()
             .set("server.tls.existingSecret", "ci")
             .set("postgresql.enabled", "false")
-            .set(
-                "externalDatabase.url",
-                "postgres://u:p@h:5432/db?sslmode=require",
-            )
+            .set("externalDatabase.url", "postgres://u:p@h:5432/db?sslmode=require")
             .set("server.auth.apiKey", "k")
     }
     /// cert-manager: +1 Certificate.
@@ -91,11 +80,7 @@ pub fn env_of(container: &serde_json::Value) -> Vec<(String, serde_json::Value)>
         .into_iter()
         .flatten()
         .map(|e| {
-            let v = if e.get("valueFrom").is_some() {
-                e["valueFrom"].clone()
-            } else {
-                e["value"].clone()
-            };
+            let v = if e.get("valueFrom").is_some() { e["valueFrom"].clone() } else { e["value"].clone() };
             (e["name"].as_str().unwrap_or_default().to_owned(), v)
         })
         .collect()

@@ -10,8 +10,8 @@ use serde_json::json;
 use super::error::ApiError;
 use super::extract::{Ids, JsonBody};
 use super::validate::{validate_agent_name, validate_text};
-use crate::store::{self, agents, certificates, jobs};
 use crate::state::AppState;
+use crate::store::{self, agents, certificates, jobs};
 
 /// POST /agents body.
 #[derive(Debug, Deserialize)]
@@ -23,10 +23,7 @@ pub struct RegisterBody {
 
 /// POST /agents: 201 when created (and a CSR job queued for the agent's own certificate),
 /// 200 when an agent of that name already exists.
-pub async fn register(
-    State(state): State<AppState>,
-    JsonBody(body): JsonBody<RegisterBody>,
-) -> Result<Response, ApiError> {
+pub async fn register(State(state): State<AppState>, JsonBody(body): JsonBody<RegisterBody>) -> Result<Response, ApiError> {
     validate_agent_name(&body.name)?;
     if let Some(h) = &body.hostname {
         validate_text("hostname", h, 253)?;
@@ -101,11 +98,7 @@ pub struct CsrBody {
 }
 
 /// POST /agents/{id}/csr: 202 when issued.
-pub async fn submit_csr(
-    State(state): State<AppState>,
-    Ids([id]): Ids<1>,
-    JsonBody(body): JsonBody<CsrBody>,
-) -> Result<Response, ApiError> {
+pub async fn submit_csr(State(state): State<AppState>, Ids([id]): Ids<1>, JsonBody(body): JsonBody<CsrBody>) -> Result<Response, ApiError> {
     active_agent(&state, id).await?;
     let ca = state.ca().ok_or_else(|| ApiError::not_ready("the CA is not loaded yet"))?;
     let validity = state.scheduler().certificate_validity;
@@ -121,19 +114,15 @@ pub async fn submit_csr(
             "invalid_request",
             format!("job {} is for certificate {expected}, not {}", body.job_id, body.certificate_id),
         )),
-        jobs::Submitted::NotPending { status } => Err(ApiError::conflict(format!(
-            "job {} is {status}, not pending; poll /work for current jobs",
-            body.job_id
-        ))),
+        jobs::Submitted::NotPending { status } => {
+            Err(ApiError::conflict(format!("job {} is {status}, not pending; poll /work for current jobs", body.job_id)))
+        }
         jobs::Submitted::Invalid(reason) => Err(ApiError::bad_request("invalid_csr", reason.to_string())),
     }
 }
 
 /// GET /agents/{id}/certificates/{cert_id}
-pub async fn fetch_certificate(
-    State(state): State<AppState>,
-    Ids([id, cert_id]): Ids<2>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn fetch_certificate(State(state): State<AppState>, Ids([id, cert_id]): Ids<2>) -> Result<Json<serde_json::Value>, ApiError> {
     let ca = state.ca().ok_or_else(|| ApiError::not_ready("the CA is not loaded yet"))?;
     let cert = certificates::issued_for_agent(state.pool(), id, cert_id)
         .await?
@@ -164,12 +153,7 @@ pub async fn job_status(
     let report = match body.status.as_str() {
         "completed" => jobs::Report::Completed,
         "failed" => jobs::Report::Failed,
-        other => {
-            return Err(ApiError::bad_request(
-                "invalid_status",
-                format!("status {other:?} is not completed or failed"),
-            ))
-        }
+        other => return Err(ApiError::bad_request("invalid_status", format!("status {other:?} is not completed or failed"))),
     };
     if let Some(m) = &body.message {
         validate_text("message", m, 4096)?;
@@ -177,10 +161,9 @@ pub async fn job_status(
     match jobs::report(state.pool(), id, job_id, report, body.message.as_deref()).await? {
         jobs::Reported::Ok => Ok(Json(json!({"status": report.as_str()}))),
         jobs::Reported::UnknownJob => Err(ApiError::not_found(format!("agent {id} has no job {job_id}"))),
-        jobs::Reported::Conflict { status } => Err(ApiError::conflict(format!(
-            "job {job_id} is {status}; cannot become {}",
-            report.as_str()
-        ))),
+        jobs::Reported::Conflict { status } => {
+            Err(ApiError::conflict(format!("job {job_id} is {status}; cannot become {}", report.as_str())))
+        }
     }
 }
 

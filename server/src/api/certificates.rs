@@ -57,10 +57,7 @@ pub struct CreateBody {
 }
 
 /// POST /certificates: 201 with the certificate and the queued job id.
-pub async fn create(
-    State(state): State<AppState>,
-    JsonBody(body): JsonBody<CreateBody>,
-) -> Result<Response, ApiError> {
+pub async fn create(State(state): State<AppState>, JsonBody(body): JsonBody<CreateBody>) -> Result<Response, ApiError> {
     let sans = validate_names(&body.common_name, body.sans)?;
     match certificates::create(state.pool(), &body.common_name, &sans, body.agent_id).await? {
         Created::Ok(cert, job_id) => {

@@ -33,11 +33,7 @@ impl ApiError {
 
     /// 403 naming the missing permission.
     pub fn forbidden(missing: Permission) -> Self {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("this key lacks the permission {missing}"),
-        )
+        Self::new(StatusCode::FORBIDDEN, "forbidden", format!("this key lacks the permission {missing}"))
     }
 
     /// 404.
@@ -66,19 +62,11 @@ impl From<sqlx::Error> for ApiError {
         match &err {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                 tracing::warn!(error = %err, "database unavailable while serving a request");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "database_unavailable",
-                    "the database is unavailable; retry later",
-                )
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database is unavailable; retry later")
             }
             _ => {
                 tracing::error!(error = %err, "database error while serving a request");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error; see the server log",
-                )
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
             }
         }
     }
@@ -89,10 +77,7 @@ impl IntoResponse for ApiError {
         let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
         let mut response = (self.status, body).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"certctl\""),
-            );
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"certctl\""));
         }
         response
     }

@@ -19,11 +19,7 @@ pub struct JsonBody<T>(pub T);
 
 fn body_error(rejection: BytesRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("request body exceeds {MAX_BODY_BYTES} bytes"),
-        )
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("request body exceeds {MAX_BODY_BYTES} bytes"))
     } else {
         ApiError::bad_request("invalid_body", format!("could not read the request body: {rejection}"))
     }
@@ -66,8 +62,7 @@ impl<S: Send + Sync, const N: usize> FromRequestParts<S> for Ids<N> {
         let mut out = [Uuid::nil(); N];
         let mut count = 0;
         for (i, (name, value)) in raw.iter().enumerate().take(N) {
-            out[i] = Uuid::parse_str(value)
-                .map_err(|_| ApiError::not_found(format!("no {name} {value:?}: ids are UUIDs")))?;
+            out[i] = Uuid::parse_str(value).map_err(|_| ApiError::not_found(format!("no {name} {value:?}: ids are UUIDs")))?;
             count += 1;
         }
         if count != N {

@@ -20,28 +20,14 @@ pub async fn health() -> Json<serde_json::Value> {
 }
 
 fn not_ready(db: &str, reason: &str) -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({"status": "not_ready", "db": db, "reason": reason})),
-    )
-        .into_response()
+    (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not_ready", "db": db, "reason": reason}))).into_response()
 }
 
 /// Readiness: start-up finished and the database answers within 2 s.
 pub async fn ready(State(state): State<AppState>) -> Response {
     match state.startup() {
-        Startup::Connecting(reason) => {
-            return not_ready(
-                "unreachable",
-                reason.as_deref().unwrap_or("connecting to the database"),
-            )
-        }
-        Startup::Preparing(reason) => {
-            return not_ready(
-                "reachable",
-                reason.as_deref().unwrap_or("applying migrations and loading the CA"),
-            )
-        }
+        Startup::Connecting(reason) => return not_ready("unreachable", reason.as_deref().unwrap_or("connecting to the database")),
+        Startup::Preparing(reason) => return not_ready("reachable", reason.as_deref().unwrap_or("applying migrations and loading the CA")),
         Startup::Ready => {}
     }
     match ping_pool(state.pool(), state.target(), READY_PING_LIMIT).await {
@@ -52,12 +38,6 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 
 /// Prometheus text exposition.
 pub async fn prometheus(State(state): State<AppState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics().render(state.pool()),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics().render(state.pool()))
         .into_response()
 }

@@ -15,17 +15,9 @@ use crate::state::{AppState, Startup};
 pub async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().as_str().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(req).await;
-    state.metrics().observe(
-        &method,
-        &route,
-        response.status().as_u16(),
-        start.elapsed().as_secs_f64(),
-    );
+    state.metrics().observe(&method, &route, response.status().as_u16(), start.elapsed().as_secs_f64());
     response
 }
 
@@ -34,17 +26,11 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     let principal = match state.auth() {
         Authenticator::None => Principal::all(),
         Authenticator::ApiKey(keys) => {
-            let header = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok());
+            let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
             let Some(header) = header else {
                 return ApiError::unauthorized("missing Authorization: Bearer <api key>").into_response();
             };
-            let token = header
-                .strip_prefix("Bearer ")
-                .or_else(|| header.strip_prefix("bearer "))
-                .map(str::trim);
+            let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).map(str::trim);
             let Some(token) = token.filter(|t| !t.is_empty()) else {
                 return ApiError::unauthorized("the Authorization header must be \"Bearer <api key>\"").into_response();
             };
@@ -60,11 +46,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
 
 /// Lets only principals holding the layer's permission through (403 otherwise); used as
 /// `from_fn_with_state(permission, check_permission)` on each route.
-pub async fn check_permission(
-    State(needed): State<Permission>,
-    req: Request,
-    next: Next,
-) -> Response {
+pub async fn check_permission(State(needed): State<Permission>, req: Request, next: Next) -> Response {
     match req.extensions().get::<Principal>() {
         Some(p) if p.has(needed) => next.run(req).await,
         Some(_) => ApiError::forbidden(needed).into_response(),
@@ -76,10 +58,9 @@ pub async fn check_permission(
 pub async fn require_ready(State(state): State<AppState>, req: Request, next: Next) -> Response {
     match state.startup() {
         Startup::Ready => next.run(req).await,
-        Startup::Connecting(reason) | Startup::Preparing(reason) => ApiError::not_ready(format!(
-            "the server is starting: {}",
-            reason.unwrap_or_else(|| "connecting to the database".into())
-        ))
-        .into_response(),
+        Startup::Connecting(reason) | Startup::Preparing(reason) => {
+            ApiError::not_ready(format!("the server is starting: {}", reason.unwrap_or_else(|| "connecting to the database".into())))
+                .into_response()
+        }
     }
 }

@@ -29,14 +29,8 @@ pub fn router(state: AppState) -> Router {
         .route("/agents/{agent_id}/heartbeat", post(agents::heartbeat).route_layer(need(AgentHeartbeat)))
         .route("/agents/{agent_id}/work", get(agents::work).route_layer(need(AgentJobPoll)))
         .route("/agents/{agent_id}/csr", post(agents::submit_csr).route_layer(need(AgentCsrSubmit)))
-        .route(
-            "/agents/{agent_id}/certificates/{certificate_id}",
-            get(agents::fetch_certificate).route_layer(need(AgentJobPoll)),
-        )
-        .route(
-            "/agents/{agent_id}/jobs/{job_id}/status",
-            post(agents::job_status).route_layer(need(AgentJobPoll)),
-        )
+        .route("/agents/{agent_id}/certificates/{certificate_id}", get(agents::fetch_certificate).route_layer(need(AgentJobPoll)))
+        .route("/agents/{agent_id}/jobs/{job_id}/status", post(agents::job_status).route_layer(need(AgentJobPoll)))
         .route(
             "/certificates",
             get(certificates::list)
@@ -47,19 +41,12 @@ pub fn router(state: AppState) -> Router {
             "/certificates/{certificate_id}",
             get(certificates::get)
                 .route_layer(need(CertificateRead))
-                .merge(
-                    axum::routing::put(certificates::update)
-                        .delete(certificates::delete)
-                        .route_layer(need(CertificateWrite)),
-                ),
+                .merge(axum::routing::put(certificates::update).delete(certificates::delete).route_layer(need(CertificateWrite))),
         )
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_ready));
 
     let api = Router::new()
-        .route(
-            "/metrics/prometheus",
-            get(health::prometheus).route_layer(need(MetricsRead)),
-        )
+        .route("/metrics/prometheus", get(health::prometheus).route_layer(need(MetricsRead)))
         .merge(data)
         .fallback(api_not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate));
@@ -84,9 +71,5 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
 }
 
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        format!("{method} is not allowed on {}", uri.path()),
-    )
+    ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed on {}", uri.path()))
 }

@@ -42,10 +42,7 @@ fn is_valid_name(name: &str) -> bool {
 /// Agent names become the CN and SAN of the agent's own certificate.
 pub fn validate_agent_name(name: &str) -> Result<(), ApiError> {
     if !is_valid_name(name) || name.starts_with("*.") || name.len() > 64 {
-        return Err(invalid(
-            "name",
-            format_args!("{name:?} must be a DNS name of at most 64 characters (letters, digits, '-', '.')"),
-        ));
+        return Err(invalid("name", format_args!("{name:?} must be a DNS name of at most 64 characters (letters, digits, '-', '.')")));
     }
     Ok(())
 }

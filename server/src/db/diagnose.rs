@@ -31,10 +31,7 @@ impl Target {
             host: options.get_host().to_owned(),
             port: options.get_port(),
             user: options.get_username().to_owned(),
-            database: options
-                .get_database()
-                .unwrap_or(options.get_username())
-                .to_owned(),
+            database: options.get_database().unwrap_or(options.get_username()).to_owned(),
         }
     }
 }
@@ -96,36 +93,23 @@ impl Facts {
     /// Extracts facts from a driver error.
     pub fn from_sqlx(err: &sqlx::Error) -> Self {
         match err {
-            sqlx::Error::Database(db) => Facts {
-                sqlstate: db.code().map(|c| c.into_owned()),
-                message: db.message().to_owned(),
-                ..Facts::default()
-            },
+            sqlx::Error::Database(db) => {
+                Facts { sqlstate: db.code().map(|c| c.into_owned()), message: db.message().to_owned(), ..Facts::default() }
+            }
             sqlx::Error::Io(io) => Facts {
                 message: io.to_string(),
                 io_kind: Some(io.kind()),
                 timed_out: io.kind() == std::io::ErrorKind::TimedOut,
                 ..Facts::default()
             },
-            sqlx::Error::PoolTimedOut => Facts {
-                message: err.to_string(),
-                timed_out: true,
-                ..Facts::default()
-            },
-            other => Facts {
-                message: other.to_string(),
-                ..Facts::default()
-            },
+            sqlx::Error::PoolTimedOut => Facts { message: err.to_string(), timed_out: true, ..Facts::default() },
+            other => Facts { message: other.to_string(), ..Facts::default() },
         }
     }
 
     /// Facts for our own timeout.
     pub fn timeout(after: Duration) -> Self {
-        Facts {
-            message: format!("no answer within {}s", after.as_secs_f32()),
-            timed_out: true,
-            ..Facts::default()
-        }
+        Facts { message: format!("no answer within {}s", after.as_secs_f32()), timed_out: true, ..Facts::default() }
     }
 }
 
@@ -152,12 +136,8 @@ pub fn classify(facts: &Facts) -> Problem {
     match facts.sqlstate.as_deref() {
         Some("28P01") => return Problem::InvalidPassword,
         Some("3D000") => return Problem::MissingDatabase,
-        Some("28000") if msg.contains("role") && msg.contains("does not exist") => {
-            return Problem::MissingRole
-        }
-        Some("28000") if msg.contains("no encryption") || msg.contains("ssl off") => {
-            return Problem::TlsRequired
-        }
+        Some("28000") if msg.contains("role") && msg.contains("does not exist") => return Problem::MissingRole,
+        Some("28000") if msg.contains("no encryption") || msg.contains("ssl off") => return Problem::TlsRequired,
         Some("28000") => return Problem::NotAllowed,
         _ => {}
     }
@@ -249,9 +229,12 @@ mod tests {
     fn invalid_password_has_the_spec_text_and_both_remediations() {
         let d = diagnose(&sql("28P01", "password authentication failed for user \"certctl\""), &target());
         assert_eq!(d.problem, Problem::InvalidPassword);
-        assert!(d.message.starts_with(
-            "failed to ping database: postgres rejected the configured credentials (SQLSTATE 28P01 — invalid_password)"
-        ), "{}", d.message);
+        assert!(
+            d.message
+                .starts_with("failed to ping database: postgres rejected the configured credentials (SQLSTATE 28P01 — invalid_password)"),
+            "{}",
+            d.message
+        );
         assert!(d.message.contains("SQLSTATE 28P01"));
         assert!(d.message.contains("initdb"));
         assert!(d.message.contains("ALTER ROLE \"certctl\""));
@@ -267,8 +250,18 @@ mod tests {
             (sql("28000", "no pg_hba.conf entry for host \"127.0.0.1\", user \"u\", database \"d\", no encryption"), Problem::TlsRequired),
             (sql("28000", "no pg_hba.conf entry for host \"127.0.0.1\", user \"u\", database \"d\", SSL off"), Problem::TlsRequired),
             (sql("28000", "no pg_hba.conf entry for host \"10.0.0.1\""), Problem::NotAllowed),
-            (Facts { io_kind: Some(ErrorKind::ConnectionRefused), message: "Connection refused (os error 111)".into(), ..Facts::default() }, Problem::ConnectionRefused),
-            (Facts { message: "failed to lookup address information: Name or service not known".into(), ..Facts::default() }, Problem::UnknownHost),
+            (
+                Facts {
+                    io_kind: Some(ErrorKind::ConnectionRefused),
+                    message: "Connection refused (os error 111)".into(),
+                    ..Facts::default()
+                },
+                Problem::ConnectionRefused,
+            ),
+            (
+                Facts { message: "failed to lookup address information: Name or service not known".into(), ..Facts::default() },
+                Problem::UnknownHost,
+            ),
             (Facts::timeout(Duration::from_secs(10)), Problem::Timeout),
             (Facts { message: "something odd".into(), ..Facts::default() }, Problem::Other),
         ];

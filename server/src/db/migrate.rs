@@ -13,11 +13,7 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial schema",
-    sql: include_str!("migrations/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[Migration { version: 1, name: "initial schema", sql: include_str!("migrations/0001_initial.sql") }];
 
 /// Why migrations failed.
 #[derive(Debug, thiserror::Error)]
@@ -45,10 +41,7 @@ pub enum MigrateError {
 pub async fn run(pool: &PgPool) -> Result<usize, MigrateError> {
     let mut tx = pool.begin().await?;
     // Transaction-scoped: released on commit or rollback, even if this process dies.
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(MIGRATION_LOCK)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await?;
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             version integer PRIMARY KEY,
@@ -57,24 +50,11 @@ pub async fn run(pool: &PgPool) -> Result<usize, MigrateError> {
     )
     .execute(&mut *tx)
     .await?;
-    let applied: Vec<i32> = sqlx::query_scalar("SELECT version FROM schema_migrations")
-        .fetch_all(&mut *tx)
-        .await?;
+    let applied: Vec<i32> = sqlx::query_scalar("SELECT version FROM schema_migrations").fetch_all(&mut *tx).await?;
     let mut count = 0;
     for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
-        sqlx::raw_sql(m.sql)
-            .execute(&mut *tx)
-            .await
-            .map_err(|source| MigrateError::Apply {
-                version: m.version,
-                name: m.name,
-                source,
-            })?;
-        sqlx::query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)")
-            .bind(m.version)
-            .bind(m.name)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::raw_sql(m.sql).execute(&mut *tx).await.map_err(|source| MigrateError::Apply { version: m.version, name: m.name, source })?;
+        sqlx::query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)").bind(m.version).bind(m.name).execute(&mut *tx).await?;
         count += 1;
     }
     tx.commit().await?;

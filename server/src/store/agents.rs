@@ -37,11 +37,7 @@ macro_rules! agent_columns {
 ///
 /// # Errors
 /// Database failures.
-pub async fn register(
-    pool: &PgPool,
-    name: &str,
-    hostname: Option<&str>,
-) -> Result<(Agent, bool), sqlx::Error> {
+pub async fn register(pool: &PgPool, name: &str, hostname: Option<&str>) -> Result<(Agent, bool), sqlx::Error> {
     let mut tx = pool.begin().await?;
     let created: Option<Agent> = sqlx::query_as(
         "INSERT INTO agents (id, name, hostname) VALUES ($1, $2, $3)
@@ -56,27 +52,19 @@ pub async fn register(
     let result = match created {
         Some(agent) => {
             let cert_id = Uuid::new_v4();
-            sqlx::query(
-                "INSERT INTO certificates (id, common_name, sans, agent_id) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(cert_id)
-            .bind(name)
-            .bind(vec![name.to_owned()])
-            .bind(agent.id)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query("INSERT INTO certificates (id, common_name, sans, agent_id) VALUES ($1, $2, $3, $4)")
+                .bind(cert_id)
+                .bind(name)
+                .bind(vec![name.to_owned()])
+                .bind(agent.id)
+                .execute(&mut *tx)
+                .await?;
             queue_job(&mut tx, cert_id, agent.id).await?;
             (agent, true)
         }
         None => {
-            let agent = sqlx::query_as(concat!(
-                "SELECT ",
-                agent_columns!(),
-                " FROM agents WHERE name = $1"
-            ))
-            .bind(name)
-            .fetch_one(&mut *tx)
-            .await?;
+            let agent =
+                sqlx::query_as(concat!("SELECT ", agent_columns!(), " FROM agents WHERE name = $1")).bind(name).fetch_one(&mut *tx).await?;
             (agent, false)
         }
     };
@@ -89,14 +77,7 @@ pub async fn register(
 /// # Errors
 /// Database failures.
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Agent>, sqlx::Error> {
-    sqlx::query_as(concat!(
-        "SELECT ",
-        agent_columns!(),
-        " FROM agents WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(pool)
-    .await
+    sqlx::query_as(concat!("SELECT ", agent_columns!(), " FROM agents WHERE id = $1")).bind(id).fetch_optional(pool).await
 }
 
 /// Records a heartbeat for an active agent; returns the agent as it was before (so the caller
@@ -104,11 +85,7 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Agent>, sqlx::Error> 
 ///
 /// # Errors
 /// Database failures.
-pub async fn heartbeat(
-    pool: &PgPool,
-    id: Uuid,
-    version: Option<&str>,
-) -> Result<Option<Agent>, sqlx::Error> {
+pub async fn heartbeat(pool: &PgPool, id: Uuid, version: Option<&str>) -> Result<Option<Agent>, sqlx::Error> {
     let updated: Option<Agent> = sqlx::query_as(concat!(
         "UPDATE agents SET last_heartbeat_at = now(), version = COALESCE($2, version)
          WHERE id = $1 AND status = 'active' RETURNING ",
@@ -130,12 +107,7 @@ pub async fn heartbeat(
 /// Database failures.
 pub async fn retire(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let found = sqlx::query("UPDATE agents SET status = 'retired' WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-        == 1;
+    let found = sqlx::query("UPDATE agents SET status = 'retired' WHERE id = $1").bind(id).execute(&mut *tx).await?.rows_affected() == 1;
     sqlx::query(
         "UPDATE jobs SET status = 'failed', message = 'agent retired', updated_at = now()
          WHERE agent_id = $1 AND status = 'pending'",

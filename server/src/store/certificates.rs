@@ -54,18 +54,10 @@ pub enum Created {
 ///
 /// # Errors
 /// Database failures.
-pub async fn create(
-    pool: &PgPool,
-    common_name: &str,
-    sans: &[String],
-    agent_id: Uuid,
-) -> Result<Created, sqlx::Error> {
+pub async fn create(pool: &PgPool, common_name: &str, sans: &[String], agent_id: Uuid) -> Result<Created, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let status: Option<String> =
-        sqlx::query_scalar("SELECT status FROM agents WHERE id = $1 FOR SHARE")
-            .bind(agent_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        sqlx::query_scalar("SELECT status FROM agents WHERE id = $1 FOR SHARE").bind(agent_id).fetch_optional(&mut *tx).await?;
     match status.as_deref() {
         None => return Ok(Created::UnknownAgent),
         Some("retired") => return Ok(Created::RetiredAgent),
@@ -81,9 +73,7 @@ pub async fn create(
     .bind(agent_id)
     .fetch_one(&mut *tx)
     .await?;
-    let job = queue_job(&mut tx, cert.id, agent_id)
-        .await?
-        .expect("a new certificate has no pending job yet");
+    let job = queue_job(&mut tx, cert.id, agent_id).await?.expect("a new certificate has no pending job yet");
     tx.commit().await?;
     Ok(Created::Ok(Box::new(cert), job))
 }
@@ -93,13 +83,7 @@ pub async fn create(
 /// # Errors
 /// Database failures.
 pub async fn list(pool: &PgPool) -> Result<Vec<Certificate>, sqlx::Error> {
-    sqlx::query_as(concat!(
-        "SELECT ",
-        cert_columns!(),
-        " FROM certificates ORDER BY created_at DESC, id"
-    ))
-    .fetch_all(pool)
-    .await
+    sqlx::query_as(concat!("SELECT ", cert_columns!(), " FROM certificates ORDER BY created_at DESC, id")).fetch_all(pool).await
 }
 
 /// One certificate.
@@ -107,10 +91,7 @@ pub async fn list(pool: &PgPool) -> Result<Vec<Certificate>, sqlx::Error> {
 /// # Errors
 /// Database failures.
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Certificate>, sqlx::Error> {
-    sqlx::query_as(concat!("SELECT ", cert_columns!(), " FROM certificates WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as(concat!("SELECT ", cert_columns!(), " FROM certificates WHERE id = $1")).bind(id).fetch_optional(pool).await
 }
 
 /// Changes the names of a certificate. When they change, the pending job (if any) is
@@ -119,18 +100,10 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Certificate>, sqlx::E
 ///
 /// # Errors
 /// Database failures.
-pub async fn update(
-    pool: &PgPool,
-    id: Uuid,
-    common_name: &str,
-    sans: &[String],
-) -> Result<Option<Certificate>, sqlx::Error> {
+pub async fn update(pool: &PgPool, id: Uuid, common_name: &str, sans: &[String]) -> Result<Option<Certificate>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let before: Option<(String, Vec<String>)> =
-        sqlx::query_as("SELECT common_name, sans FROM certificates WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        sqlx::query_as("SELECT common_name, sans FROM certificates WHERE id = $1 FOR UPDATE").bind(id).fetch_optional(&mut *tx).await?;
     let Some((old_cn, old_sans)) = before else {
         return Ok(None);
     };
@@ -162,30 +135,17 @@ pub async fn update(
 /// # Errors
 /// Database failures.
 pub async fn delete(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query("DELETE FROM certificates WHERE id = $1")
-        .bind(id)
-        .execute(pool)
-        .await?
-        .rows_affected()
-        == 1)
+    Ok(sqlx::query("DELETE FROM certificates WHERE id = $1").bind(id).execute(pool).await?.rows_affected() == 1)
 }
 
 /// The issued certificate `cert_id` if it is assigned to `agent_id`.
 ///
 /// # Errors
 /// Database failures.
-pub async fn issued_for_agent(
-    pool: &PgPool,
-    agent_id: Uuid,
-    cert_id: Uuid,
-) -> Result<Option<Certificate>, sqlx::Error> {
-    sqlx::query_as(concat!(
-        "SELECT ",
-        cert_columns!(),
-        " FROM certificates WHERE id = $1 AND agent_id = $2 AND status = 'issued'"
-    ))
-    .bind(cert_id)
-    .bind(agent_id)
-    .fetch_optional(pool)
-    .await
+pub async fn issued_for_agent(pool: &PgPool, agent_id: Uuid, cert_id: Uuid) -> Result<Option<Certificate>, sqlx::Error> {
+    sqlx::query_as(concat!("SELECT ", cert_columns!(), " FROM certificates WHERE id = $1 AND agent_id = $2 AND status = 'issued'"))
+        .bind(cert_id)
+        .bind(agent_id)
+        .fetch_optional(pool)
+        .await
 }

@@ -109,10 +109,7 @@ pub async fn submit_csr(
     .bind(issued.not_after)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("UPDATE jobs SET status = 'submitted', updated_at = now() WHERE id = $1")
-        .bind(job_id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query("UPDATE jobs SET status = 'submitted', updated_at = now() WHERE id = $1").bind(job_id).execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(Submitted::Issued(issued))
 }
@@ -154,20 +151,13 @@ pub enum Reported {
 ///
 /// # Errors
 /// Database failures.
-pub async fn report(
-    pool: &PgPool,
-    agent_id: Uuid,
-    job_id: Uuid,
-    report: Report,
-    message: Option<&str>,
-) -> Result<Reported, sqlx::Error> {
+pub async fn report(pool: &PgPool, agent_id: Uuid, job_id: Uuid, report: Report, message: Option<&str>) -> Result<Reported, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let status: Option<String> =
-        sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1 AND agent_id = $2 FOR UPDATE")
-            .bind(job_id)
-            .bind(agent_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let status: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1 AND agent_id = $2 FOR UPDATE")
+        .bind(job_id)
+        .bind(agent_id)
+        .fetch_optional(&mut *tx)
+        .await?;
     let Some(status) = status else {
         return Ok(Reported::UnknownJob);
     };

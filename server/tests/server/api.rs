@@ -16,17 +16,16 @@ struct Api {
 
 impl Api {
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, self.server.url(&format!("/api/v1{path}")))
-            .bearer_auth("test-key");
+        let mut req = self.http.request(method, self.server.url(&format!("/api/v1{path}"))).bearer_auth("test-key");
         if let Some(b) = body {
             req = req.json(&b);
         }
         let r = req.send().await.unwrap();
         let status = r.status().as_u16();
         let text = r.text().await.unwrap();
-        let value = if text.is_empty() { Value::Null } else {
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("non-JSON answer ({e}): {text}"))
         };
         (status, value)
@@ -141,9 +140,8 @@ async fn csr_round_trip_issues_a_certificate_that_verifies_against_the_ca_and_re
     assert_ne!(renewal["id"].as_str(), Some(job_id.as_str()));
 
     // An operator-created certificate for the agent queues its own job.
-    let (status, created) = api
-        .post("/certificates", json!({"common_name": "app.example", "sans": ["app.example", "10.1.2.3"], "agent_id": id}))
-        .await;
+    let (status, created) =
+        api.post("/certificates", json!({"common_name": "app.example", "sans": ["app.example", "10.1.2.3"], "agent_id": id})).await;
     assert_eq!(status, 201, "{created}");
     let (_, work) = api.get(&format!("/agents/{id}/work")).await;
     assert!(work["jobs"].as_array().unwrap().iter().any(|j| j["certificate_id"] == created["id"]), "{work}");
@@ -221,10 +219,7 @@ async fn sigterm_drains_an_in_flight_request_then_exits_cleanly() {
     let config = pki.client_config(&[&rustls::version::TLS13]);
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", api.server.port)).await.unwrap();
-    let mut tls = connector
-        .connect(rustls::pki_types::ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let mut tls = connector.connect(rustls::pki_types::ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
     let body = br#"{"name":"node-drain"}"#;
     let head = format!(
         "POST /api/v1/agents HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer test-key\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -250,10 +245,7 @@ async fn raw_post(pki: &TestPki, port: u16, path: &str, body: &[u8]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(pki.client_config(&[&rustls::version::TLS13])));
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let mut tls = connector
-        .connect(rustls::pki_types::ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let mut tls = connector.connect(rustls::pki_types::ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer test-key\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()

@@ -18,7 +18,11 @@ async fn rotated_keys_both_work_removed_key_is_refused_and_scopes_are_enforced()
     let http = pki.http();
     let mut env = base_env(&pki, &format!("postgres://u:p@127.0.0.1:{}/db", crate::support::free_port()));
     set(&mut env, "CERTCTL_AUTH_SECRET", "key-old, key-new");
-    set(&mut env, "CERTCTL_AUTH_SCOPED_KEYS", "agent-only=agent.register,agent.heartbeat,agent.job.poll,agent.csr.submit;scrape=metrics.read");
+    set(
+        &mut env,
+        "CERTCTL_AUTH_SCOPED_KEYS",
+        "agent-only=agent.register,agent.heartbeat,agent.job.poll,agent.csr.submit;scrape=metrics.read",
+    );
     let server = ServerProcess::spawn(&env);
     server.wait_listening(&http).await;
 

@@ -21,7 +21,10 @@ async fn wrong_password_logs_28p01_in_text_and_json_and_recovers_after_alter_rol
     let text_server = ServerProcess::spawn(&env);
     let line = text_server.wait_for_log("SQLSTATE 28P01", Duration::from_secs(20)).await;
     assert!(line.contains("ERROR"), "{line}");
-    assert!(line.contains("failed to ping database: postgres rejected the configured credentials (SQLSTATE 28P01 — invalid_password)"), "{line}");
+    assert!(
+        line.contains("failed to ping database: postgres rejected the configured credentials (SQLSTATE 28P01 — invalid_password)"),
+        "{line}"
+    );
     assert!(line.contains("ALTER ROLE") && line.contains("initdb"), "{line}");
 
     // json format; the password comes via CERTCTL_DATABASE_PASSWORD and overrides the URL's.

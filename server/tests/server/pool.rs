@@ -58,14 +58,14 @@ async fn connections_never_exceed_max_and_fall_back_to_the_idle_floor() {
     assert!(samples.iter().all(|&c| c <= N), "more than {N} connections seen: {samples:?}");
     assert_eq!(max, N, "under load the pool should use exactly {N} connections: {samples:?}");
 
-    let last = wait_until(
-        "pg_stat_activity to fall to the idle floor",
-        Duration::from_secs(30),
-        || async {
-            let c = db.pg.count_connections("certctl-server").await.map_err(|e| e.to_string())?;
-            if c == FLOOR { Ok(c) } else { Err(format!("{c} connections")) }
-        },
-    )
+    let last = wait_until("pg_stat_activity to fall to the idle floor", Duration::from_secs(30), || async {
+        let c = db.pg.count_connections("certctl-server").await.map_err(|e| e.to_string())?;
+        if c == FLOOR {
+            Ok(c)
+        } else {
+            Err(format!("{c} connections"))
+        }
+    })
     .await;
     assert_eq!(last, FLOOR);
 }

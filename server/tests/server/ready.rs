@@ -19,7 +19,11 @@ async fn ready_is_503_while_the_database_is_down_and_200_after_it_returns() {
         let r = http.get(server.url("/ready")).send().await.map_err(|e| e.to_string())?;
         let status = r.status();
         let body: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
-        if status == 503 { Ok(body) } else { Err(format!("{status} {body}")) }
+        if status == 503 {
+            Ok(body)
+        } else {
+            Err(format!("{status} {body}"))
+        }
     })
     .await;
     assert_eq!(body["status"], "not_ready");

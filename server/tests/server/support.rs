@@ -49,8 +49,7 @@ impl TestPki {
     /// Issues a fresh server pair and writes it over tls.crt / tls.key; returns the cert DER.
     pub fn write_new_pair(&self) -> Vec<u8> {
         let key = KeyPair::generate().unwrap();
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
         params.distinguished_name.push(DnType::CommonName, "certctl-server");
         let cert = params.signed_by(&key, &self.ca_issuer).unwrap();
         fs_write(&self.cert_path(), &cert.pem());
@@ -67,9 +66,7 @@ impl TestPki {
     /// A rustls client config trusting this CA, limited to the given versions.
     pub fn client_config(&self, versions: &[&'static rustls::SupportedProtocolVersion]) -> rustls::ClientConfig {
         let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(CertificateDer::from_pem_slice(self.ca_pem.as_bytes()).unwrap())
-            .unwrap();
+        roots.add(CertificateDer::from_pem_slice(self.ca_pem.as_bytes()).unwrap()).unwrap();
         rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_protocol_versions(versions)
             .unwrap()
@@ -168,10 +165,7 @@ pub fn set(env: &mut Vec<(String, String)>, key: &str, value: &str) {
 
 impl ServerProcess {
     pub fn spawn(env: &[(String, String)]) -> Self {
-        let port = env
-            .iter()
-            .find(|(k, _)| k == "CERTCTL_SERVER_PORT")
-            .map_or(8443, |(_, v)| v.parse().unwrap());
+        let port = env.iter().find(|(k, _)| k == "CERTCTL_SERVER_PORT").map_or(8443, |(_, v)| v.parse().unwrap());
         let mut child = Command::new(env!("CARGO_BIN_EXE_certctl-server"))
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k, v)))
@@ -182,10 +176,7 @@ impl ServerProcess {
             .expect("spawn certctl-server");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let mut readers = Vec::new();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
+        for stream in [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())] {
             let lines = lines.clone();
             readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -216,10 +207,7 @@ impl ServerProcess {
     /// Waits for a log line containing `needle`; returns it.
     pub async fn wait_for_log(&self, needle: &str, timeout: Duration) -> String {
         wait_until(&format!("a log line containing {needle:?}"), timeout, || async {
-            self.logs()
-                .into_iter()
-                .find(|l| l.contains(needle))
-                .ok_or_else(|| format!("log tail:\n{}", self.tail()))
+            self.logs().into_iter().find(|l| l.contains(needle)).ok_or_else(|| format!("log tail:\n{}", self.tail()))
         })
         .await
     }
@@ -288,15 +276,10 @@ impl Drop for ServerProcess {
 }
 
 /// Connects with rustls limited to `versions` and returns the server's leaf certificate DER.
-pub async fn handshake(
-    port: u16,
-    config: rustls::ClientConfig,
-) -> Result<Vec<u8>, std::io::Error> {
+pub async fn handshake(port: u16, config: rustls::ClientConfig) -> Result<Vec<u8>, std::io::Error> {
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    let stream = connector
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await?;
+    let stream = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await?;
     let (_, conn) = stream.get_ref();
     Ok(conn.peer_certificates().unwrap()[0].to_vec())
 }
