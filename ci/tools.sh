@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Provision the pinned helm, kind and kubectl (ci/versions.env) and the CRDs the render
-# tier validates against; print NAME=PATH lines on stdout (logs go to stderr).
+# Provision the pinned helm 3, helm 4, kind and kubectl (ci/versions.env) and the CRDs the
+# render tier validates against; print NAME=PATH lines on stdout (logs go to stderr).
 #
-#   usage: bash ci/tools.sh [helm|kind|kubectl|crds|all]...      (default: all)
+#   usage: bash ci/tools.sh [helm|helm4|kind|kubectl|crds|all]...      (default: all)
+#
+# helm is Helm 3 at HELM_VERSION, helm4 is Helm 4 at HELM4_VERSION (binary `helm` too).
 #
 # Each tool is taken from, in order:
 #   1. PATH, if the binary there reports exactly the pinned version;
@@ -29,9 +31,15 @@ esac
 ARCH_UC=$(tr '[:lower:]' '[:upper:]' <<<"$ARCH")
 
 # --- version probes: print the version a binary reports -------------------------------
+binary_of() { # NAME -> the binary's file name
+  case $1 in
+    helm4) echo helm ;;
+    *) echo "$1" ;;
+  esac
+}
 version_of() { # NAME BINARY
   case $1 in
-    helm) "$2" version --template '{{.Version}}' 2>/dev/null ;;
+    helm | helm4) "$2" version --template '{{.Version}}' 2>/dev/null ;;
     kind) "$2" version 2>/dev/null | awk '{print $2}' ;;
     kubectl) "$2" version --client -o json 2>/dev/null | sed -n 's/.*"gitVersion": *"\([^"]*\)".*/\1/p' | head -1 ;;
   esac
@@ -39,6 +47,7 @@ version_of() { # NAME BINARY
 pinned() {
   case $1 in
     helm) echo "$HELM_VERSION" ;;
+    helm4) echo "$HELM4_VERSION" ;;
     kind) echo "$KIND_VERSION" ;;
     kubectl) echo "$KUBERNETES_VERSION" ;;
   esac
@@ -54,7 +63,7 @@ sha_pin() { # NAME -> the pinned sha256 for this platform, or empty
 }
 download_url() {
   case $1 in
-    helm) echo "https://get.helm.sh/helm-$HELM_VERSION-linux-$ARCH.tar.gz" ;;
+    helm | helm4) echo "https://get.helm.sh/helm-$(pinned "$1")-linux-$ARCH.tar.gz" ;;
     kind) echo "https://github.com/kubernetes-sigs/kind/releases/download/$KIND_VERSION/kind-linux-$ARCH" ;;
     kubectl) echo "https://dl.k8s.io/release/$KUBERNETES_VERSION/bin/linux/$ARCH/kubectl" ;;
   esac
@@ -72,13 +81,13 @@ download_tool() { # NAME OUT_DIR
     die "$name: download of $url failed (no internet? use CERTCTL_TOOLS_SOURCE=build)"
   printf '%s  %s\n' "$sha" "$tmp/artifact" | sha256sum -c --status ||
     die "$name: sha256 mismatch for $url: got $(sha256sum <"$tmp/artifact" | cut -d' ' -f1), pinned $sha"
-  if [[ $name == helm ]]; then
+  if [[ $name == helm* ]]; then
     tar -xzf "$tmp/artifact" -C "$tmp" "linux-$ARCH/helm"
     mv "$tmp/linux-$ARCH/helm" "$out/helm"
   else
     mv "$tmp/artifact" "$out/$name"
   fi
-  chmod 0755 "$out/$name"
+  chmod 0755 "$out/$(binary_of "$name")"
   rm -rf "$tmp"
 }
 
@@ -97,6 +106,14 @@ build_helm() { # OUT_DIR
   ld+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor"
   ld+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
   (cd /tmp && GOBIN="$1" go_env go install -ldflags "$ld" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION")
+}
+
+# Helm 4 (its go.mod asks for Go >= 1.26.0) takes its default .Capabilities.KubeVersion
+# from the client-go version in its own build info, so only the version needs ldflags.
+build_helm4() { # OUT_DIR
+  local ld="-s -w -X helm.sh/helm/v4/internal/version.version=$HELM4_VERSION"
+  ld+=" -X helm.sh/helm/v4/internal/version.metadata= -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
+  (cd /tmp && GOBIN="$1" go_env go install -ldflags "$ld" "helm.sh/helm/v4/cmd/helm@$HELM4_VERSION")
 }
 
 build_kind() { # OUT_DIR
@@ -128,21 +145,23 @@ reuse_node_kubectl() { # OUT_DIR
 
 # --- provision one tool -----------------------------------------------------------------
 provision() { # NAME -> prints NAME=PATH
-  local name=$1 ver dir found t0 how
+  local name=$1 bin ver dir found t0 how
+  bin=$(binary_of "$name")
   ver=$(pinned "$name")
-  dir="$TOOLS/$name/$ver"
-  found=$(command -v "$name" || true)
+  # Keyed by binary and version: helm 3 and helm 4 sit side by side under tools/helm/.
+  dir="$TOOLS/$bin/$ver"
+  found=$(command -v "$bin" || true)
   if [[ -n $found ]] && is_pinned "$name" "$found"; then
     printf '%s=%s\n' "${name^^}" "$found"; return
   fi
-  if is_pinned "$name" "$dir/$name"; then
-    printf '%s=%s\n' "${name^^}" "$dir/$name"; return
+  if is_pinned "$name" "$dir/$bin"; then
+    printf '%s=%s\n' "${name^^}" "$dir/$bin"; return
   fi
-  # One provisioner at a time per tool, even across processes.
-  mkdir -p "$TOOLS/$name"
-  exec 9>"$TOOLS/$name/.lock"
+  # One provisioner at a time per binary, even across processes.
+  mkdir -p "$TOOLS/$bin"
+  exec 9>"$TOOLS/$bin/.lock"
   flock 9
-  if ! is_pinned "$name" "$dir/$name"; then
+  if ! is_pinned "$name" "$dir/$bin"; then
     how=$SOURCE
     if [[ $how == auto ]]; then
       if command -v go >/dev/null; then how=build; else how=download; fi
@@ -161,14 +180,14 @@ provision() { # NAME -> prints NAME=PATH
         fi ;;
       *) die "CERTCTL_TOOLS_SOURCE=$SOURCE: expected auto, download or build" ;;
     esac
-    is_pinned "$name" "$dir.tmp/$name" ||
-      die "$name: the $how result reports '$(version_of "$name" "$dir.tmp/$name")', want $ver"
+    is_pinned "$name" "$dir.tmp/$bin" ||
+      die "$name: the $how result reports '$(version_of "$name" "$dir.tmp/$bin")', want $ver"
     rm -rf "$dir"; mv "$dir.tmp" "$dir"
     printf 'tool %-8s %-8s %-40s %4ss\n' "$name" "$ver" "$how" "$(($(date +%s) - t0))" |
       tee -a "$CERTCTL_CACHE/timings.log" >&2
   fi
   exec 9>&-
-  printf '%s=%s\n' "${name^^}" "$dir/$name"
+  printf '%s=%s\n' "${name^^}" "$dir/$bin"
 }
 
 # --- CRDs of the custom resources the chart renders ---------------------------------------
@@ -197,9 +216,9 @@ provision_crds() {
 [[ $# -gt 0 ]] || set -- all
 for what in "$@"; do
   case $what in
-    helm | kind | kubectl) provision "$what" ;;
+    helm | helm4 | kind | kubectl) provision "$what" ;;
     crds) provision_crds ;;
-    all) for t in helm kind kubectl; do provision "$t"; done; provision_crds ;;
-    *) die "unknown tool '$what' (expected helm, kind, kubectl, crds or all)" ;;
+    all) for t in helm helm4 kind kubectl; do provision "$t"; done; provision_crds ;;
+    *) die "unknown tool '$what' (expected helm, helm4, kind, kubectl, crds or all)" ;;
   esac
 done
