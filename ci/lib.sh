@@ -8,6 +8,24 @@ REPO_DIR="$(cd "$CI_DIR/.." && pwd)"
 export CERTCTL_CACHE="${CERTCTL_CACHE:-$HOME/.cache/certctl-proof}"
 # shellcheck source=versions.env
 source "$CI_DIR/versions.env"
+KUBERNETES_DEFAULT_VERSION=$KUBERNETES_VERSION
+KUBELET_EXTRA_ARGS=""
+
+# CERTCTL_KUBERNETES=<version> selects one of KUBERNETES_OTHER_VERSIONS: its K8S_<version>_<KEY>
+# pins replace KEY (harness/src/tools.rs applies the same rule to the same file).
+select_kubernetes() {
+  local want=${CERTCTL_KUBERNETES:-} prefix var
+  [[ -n $want && $want != "$KUBERNETES_DEFAULT_VERSION" ]] || return 0
+  [[ " $KUBERNETES_OTHER_VERSIONS " == *" $want "* ]] ||
+    { printf 'ERROR: CERTCTL_KUBERNETES=%s is not pinned; ci/versions.env offers %s (default) %s\n' \
+      "$want" "$KUBERNETES_DEFAULT_VERSION" "$KUBERNETES_OTHER_VERSIONS" >&2; exit 1; }
+  prefix="K8S_$(tr 'a-z.' 'A-Z_' <<<"$want")_"
+  KUBERNETES_VERSION=$want
+  # The upstream node image is pinned for the default version only.
+  KIND_NODE_IMAGE=""
+  for var in $(compgen -v "$prefix"); do printf -v "${var#"$prefix"}" '%s' "${!var}"; done
+}
+select_kubernetes
 # sbin too: minimal shells (cron, env -i) leave out where sysctl, ip and iptables live.
 export PATH="/usr/local/go/bin:$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 mkdir -p "$CERTCTL_CACHE/stamps" "$CERTCTL_CACHE/logs"
@@ -54,6 +72,20 @@ image_stage() {
   local name=$1 key=$2 image=$3; shift 3
   docker image inspect "$image" >/dev/null 2>&1 || rm -f "$CERTCTL_CACHE/stamps/$name"
   stage "$name" "$key" "$@"
+}
+
+# k8s_stage NAME: the stage name of a stage that follows the Kubernetes version. A selected
+# other version keeps its own stamps, so switching versions back and forth rebuilds nothing.
+k8s_stage() {
+  if [[ $KUBERNETES_VERSION == "$KUBERNETES_DEFAULT_VERSION" ]]; then echo "$1"; else echo "$1@$KUBERNETES_VERSION"; fi
+}
+
+# go_stage COMPONENT: the stage name of one ci/offline/go-build.sh component.
+go_stage() {
+  case $1 in
+    kubernetes | etcd | coredns | pause) k8s_stage "go-$1" ;;
+    *) echo "go-$1" ;;
+  esac
 }
 
 # stage_key NAME: the key recorded by the last successful run of stage NAME.

@@ -6,6 +6,8 @@
 # CERTCTL_IMAGE_SOURCE=offline|online|auto (default auto): auto picks online only
 # when the pinned upstream node image ($KIND_NODE_IMAGE) is already present
 # locally; no network is probed to decide.
+# CERTCTL_KUBERNETES=<version> builds the node image of another pinned Kubernetes
+# version (ci/versions.env, KUBERNETES_OTHER_VERSIONS); each keeps its own stamps.
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 IMAGES_ENV="$CERTCTL_CACHE/images.env"
 OWNED_KEYS=(IMAGE_SOURCE NODE_IMAGE NETPROBE_IMAGE POSTGRES_IMAGE PROMETHEUS_IMAGE SERVER_IMAGE AGENT_IMAGE KUBERNETES_VERSION
@@ -66,6 +68,8 @@ if (( want_node )); then
     lines=$(bash "$CI_DIR/offline/node-image.sh")
     while IFS='=' read -r k v; do out[$k]=$v; done <<<"$lines"
   else
+    [[ -n $KIND_NODE_IMAGE ]] || die "CERTCTL_IMAGE_SOURCE=online: no upstream node image is pinned for Kubernetes \
+$KUBERNETES_VERSION (only for the default $KUBERNETES_DEFAULT_VERSION); build it offline (CERTCTL_IMAGE_SOURCE=offline)"
     out[NODE_IMAGE]=$KIND_NODE_IMAGE
     out[KUBERNETES_VERSION]=$(sed -n 's/^kindest\/node:\(v[0-9.]*\)@.*/\1/p' <<<"$KIND_NODE_IMAGE")
   fi

@@ -148,11 +148,12 @@ component_key() {
 }
 
 build_one() {
-  local name=$1 ver dir key
+  local name=$1 ver dir key st
   component_key "$name"
+  st=$(go_stage "$name")
   # The stamp alone is not trusted if the output went missing.
-  [[ -d "$dir" ]] || rm -f "$CERTCTL_CACHE/stamps/go-$name"
-  stage "go-$name" "$key" "build_${name//-/_}"
+  [[ -d "$dir" ]] || rm -f "$CERTCTL_CACHE/stamps/$st"
+  stage "$st" "$key" "build_${name//-/_}"
 }
 
 ALL_COMPONENTS=(pause netprobe kubernetes etcd coredns kube-router crictl)

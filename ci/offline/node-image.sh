@@ -71,11 +71,13 @@ build_components() {
   find "$CERTCTL_CACHE/node" -name 'images-*.tar' ! -name "$(basename "$IMAGES_TAR")" -delete
 }
 go_keys=""
-for c in kubernetes etcd coredns pause kube-router crictl netprobe; do go_keys+="$(stage_key "go-$c") "; done
+for c in kubernetes etcd coredns pause kube-router crictl netprobe; do go_keys+="$(stage_key "$(go_stage "$c")") "; done
 components_key=$(hash_key "$go_keys" "$STATIC_BASE" "$net_rootfs" "$(declare -f build_components component)")
+# One archive at a time (see build_components): switching versions re-saves it (a minute),
+# while the version-named stamps keep the node images themselves.
 IMAGES_TAR="$CERTCTL_CACHE/node/images-$components_key.tar"
-[[ -f $IMAGES_TAR ]] || rm -f "$CERTCTL_CACHE/stamps/node-components"
-stage node-components "$components_key" build_components
+[[ -f $IMAGES_TAR ]] || rm -f "$CERTCTL_CACHE/stamps/$(k8s_stage node-components)"
+stage "$(k8s_stage node-components)" "$components_key" build_components
 
 # --- node image ----------------------------------------------------------------
 render() { sed -e "s|@PAUSE_VERSION@|$PAUSE_VERSION|g" -e "s|@KUBE_ROUTER_IMAGE@|$KUBE_ROUTER_IMAGE|g" "$1"; }
@@ -141,9 +143,25 @@ DOCKERFILE
   docker rm -f "$name" >/dev/null
   docker rmi "$NODE_REPO:stage1-$node_key" >/dev/null
 }
-node_key=$(hash_key "$components_key" "$(stage_key go-kubernetes)" "$(stage_key go-crictl)" "$node_rootfs" \
+node_key=$(hash_key "$components_key" "$(stage_key "$(go_stage kubernetes)")" "$(stage_key go-crictl)" "$node_rootfs" \
   "$NODE_DIR" "$CI_DIR/runtime/certctl-runc" "$(declare -f build_node render)")
 NODE_IMAGE="$NODE_REPO:$KUBERNETES_VERSION-$node_key"
-image_stage node-image "$node_key" "$NODE_IMAGE" build_node
+image_stage "$(k8s_stage node-image)" "$node_key" "$NODE_IMAGE" build_node
+
+# Kubelet flags a version needs on this host (KUBELET_EXTRA_ARGS), one layer on top: read by
+# kubelet.service's drop-in (EnvironmentFile=-/etc/default/kubelet).
+add_kubelet_args() {
+  local ctx; ctx=$(mktemp -d)
+  printf 'KUBELET_EXTRA_ARGS=%s\n' "$KUBELET_EXTRA_ARGS" >"$ctx/default-kubelet"
+  printf 'FROM %s\nCOPY default-kubelet /etc/default/kubelet\n' "$base_node_image" >"$ctx/Dockerfile"
+  docker build -q -t "$NODE_IMAGE" "$ctx" >/dev/null
+  rm -rf "$ctx"
+}
+if [[ -n $KUBELET_EXTRA_ARGS ]]; then
+  base_node_image=$NODE_IMAGE
+  args_key=$(hash_key "$node_key" "$KUBELET_EXTRA_ARGS" "$(declare -f add_kubelet_args)")
+  NODE_IMAGE="$NODE_REPO:$KUBERNETES_VERSION-$args_key"
+  image_stage "$(k8s_stage node-kubelet-args)" "$args_key" "$NODE_IMAGE" add_kubelet_args
+fi
 echo "NODE_IMAGE=$NODE_IMAGE"
 echo "NETPROBE_IMAGE=$NETPROBE_IMAGE"
