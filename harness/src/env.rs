@@ -6,8 +6,11 @@
 //!
 //! Environment:
 //! - `CERTCTL_KEEP` = `on-failure` (default) | `always` | `never`
-//! - `CERTCTL_CLUSTER` = kind cluster name (default `certctl-e2e`); an
+//! - `CERTCTL_CLUSTER` = kind cluster name (default `certctl-e2e`, or
+//!   `certctl-k8s-<minor>` when `CERTCTL_KUBERNETES` selects a version); an
 //!   existing cluster of that name is reused and never deleted
+//! - `CERTCTL_KUBERNETES` / `CERTCTL_HELM_MAJOR` = the Kubernetes version and
+//!   helm major of the run (see [`crate::tools`])
 //! - `CERTCTL_KUBECONFIG` = use the cluster this kubeconfig points at
 //!   (images must already be there)
 //! - `CERTCTL_IMAGES` = `ensure` (default: run `ci/offline/ensure.sh`, which
@@ -155,6 +158,8 @@ impl TestEnv {
             },
         );
         let images = images?;
+        // kubectl's pin is the Kubernetes version the run selected.
+        images.require_kubernetes(&tools.kubectl.version, &images::images_env_path()).map_err(|e| fail("images", &e))?;
 
         std::fs::create_dir_all(&artifacts).map_err(|e| fail("cluster", &format!("cannot create {}: {e}", artifacts.display())))?;
         let start = Instant::now();
@@ -162,7 +167,10 @@ impl TestEnv {
         let cluster = match kubeconfig {
             Some(path) => Ok(Cluster::from_kubeconfig(&path)),
             None => {
-                let name = std::env::var("CERTCTL_CLUSTER").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| "certctl-e2e".into());
+                let name = std::env::var("CERTCTL_CLUSTER")
+                    .ok()
+                    .filter(|v| !v.is_empty())
+                    .unwrap_or_else(|| default_cluster_name(std::env::var("CERTCTL_KUBERNETES").ok().as_deref()));
                 let spec = ClusterSpec::new(&name, &images.node).workers(shape.workers);
                 let probe =
                     Cluster { name: name.clone(), kubeconfig: PathBuf::new(), kind: tools.kind.path.clone(), origin: Origin::Created };
@@ -250,5 +258,26 @@ impl TestEnv {
     /// ```
     pub fn helm(&self) -> crate::helm::Helm {
         crate::helm::Helm::new(&self.tools.helm.path, &self.cluster.kubeconfig)
+    }
+}
+
+/// `certctl-e2e`, or `certctl-k8s-<minor>` for a selected Kubernetes version, so a
+/// cluster of one version is never reused for another.
+fn default_cluster_name(selected_kubernetes: Option<&str>) -> String {
+    match selected_kubernetes.filter(|v| !v.is_empty()) {
+        Some(v) => format!("certctl-k8s-{}", v.split('.').nth(1).unwrap_or(v)),
+        None => "certctl-e2e".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_cluster_name;
+
+    #[test]
+    fn a_selected_kubernetes_version_gets_its_own_cluster() {
+        assert_eq!(default_cluster_name(None), "certctl-e2e");
+        assert_eq!(default_cluster_name(Some("")), "certctl-e2e");
+        assert_eq!(default_cluster_name(Some("v1.37.2")), "certctl-k8s-37");
     }
 }

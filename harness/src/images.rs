@@ -35,6 +35,19 @@ pub enum ImagesError {
         #[source]
         source: std::io::Error,
     },
+    /// The image set was built for another Kubernetes version than the run selects.
+    #[error(
+        "{path} holds images for Kubernetes {found}, this run wants {wanted}; run `CERTCTL_KUBERNETES={wanted} \
+         bash ci/offline/ensure.sh` (or leave CERTCTL_IMAGES unset so the run does)"
+    )]
+    WrongKubernetes {
+        /// The file.
+        path: PathBuf,
+        /// The version it records (`unrecorded` when absent).
+        found: String,
+        /// The version the pins select.
+        wanted: String,
+    },
     /// A required key is absent.
     #[error("{path} has no {key}= line (keys present: {present})")]
     MissingKey {
@@ -114,6 +127,8 @@ impl std::fmt::Display for ImageRef {
 pub struct ImageSet {
     /// The kind node image.
     pub node: String,
+    /// The Kubernetes version of the node image, if recorded.
+    pub kubernetes: Option<String>,
     /// certctl-server.
     pub server: ImageRef,
     /// certctl-agent.
@@ -170,6 +185,7 @@ impl ImageSet {
         };
         Ok(Self {
             node: get("NODE_IMAGE")?,
+            kubernetes: map.get("KUBERNETES_VERSION").filter(|v| !v.is_empty()).cloned(),
             server: ImageRef::parse(&get("SERVER_IMAGE")?),
             agent: ImageRef::parse(&get("AGENT_IMAGE")?),
             postgres: ImageRef::parse(&get("POSTGRES_IMAGE")?),
@@ -200,6 +216,30 @@ impl ImageSet {
         Self::parse_env(&text, path)
     }
 
+    /// Refuses an image set whose node image is not of Kubernetes `wanted`'s minor (the
+    /// online node image is kind's own patch release of the default minor).
+    ///
+    /// # Errors
+    /// [`ImagesError::WrongKubernetes`] saying how to build the right one.
+    ///
+    /// # Example
+    /// ```
+    /// # use certctl_harness::images::*;
+    /// let set = ImageSet::parse_env("NODE_IMAGE=n\nSERVER_IMAGE=s\nAGENT_IMAGE=a\nPOSTGRES_IMAGE=p\nKUBERNETES_VERSION=v1.34.2\n", "f".as_ref()).unwrap();
+    /// assert!(set.require_kubernetes("v1.34.2", "f".as_ref()).is_ok());
+    /// assert!(set.require_kubernetes("v1.37.2", "f".as_ref()).is_err());
+    /// ```
+    pub fn require_kubernetes(&self, wanted: &str, path: &Path) -> Result<(), ImagesError> {
+        match &self.kubernetes {
+            Some(found) if minor(found) == minor(wanted) => Ok(()),
+            found => Err(ImagesError::WrongKubernetes {
+                path: path.to_path_buf(),
+                found: found.clone().unwrap_or_else(|| "unrecorded".into()),
+                wanted: wanted.to_owned(),
+            }),
+        }
+    }
+
     /// The application images to load into cluster nodes.
     ///
     /// # Example
@@ -214,6 +254,11 @@ impl ImageSet {
         images.extend(self.cert_manager.as_ref().map(|c| c.image.to_string()));
         images
     }
+}
+
+/// `v1.34` of `v1.34.2`.
+fn minor(version: &str) -> &str {
+    version.match_indices('.').nth(1).map_or(version, |(i, _)| &version[..i])
 }
 
 /// Where the images entry point writes the image set.
@@ -298,6 +343,21 @@ mod tests {
     fn registry_port_is_not_a_tag() {
         let i = ImageRef::parse("localhost:5000/x");
         assert_eq!((i.repository.as_str(), i.tag.as_str()), ("localhost:5000/x", "latest"));
+    }
+
+    #[test]
+    fn kubernetes_versions_compare_by_minor() {
+        let set = ImageSet::parse_env(
+            "NODE_IMAGE=kindest/node:v1.34.0\nSERVER_IMAGE=s\nAGENT_IMAGE=a\nPOSTGRES_IMAGE=p\nKUBERNETES_VERSION=v1.34.0\n",
+            Path::new("images.env"),
+        )
+        .unwrap();
+        assert!(set.require_kubernetes("v1.34.2", Path::new("images.env")).is_ok());
+        let err = set.require_kubernetes("v1.37.2", Path::new("images.env")).unwrap_err().to_string();
+        assert!(err.starts_with("images.env holds images for Kubernetes v1.34.0, this run wants v1.37.2;"), "{err}");
+        assert!(err.contains("CERTCTL_KUBERNETES=v1.37.2 bash ci/offline/ensure.sh"), "{err}");
+        let unrecorded = ImageSet::parse_env("NODE_IMAGE=n\nSERVER_IMAGE=s\nAGENT_IMAGE=a\nPOSTGRES_IMAGE=p\n", Path::new("f")).unwrap();
+        assert!(matches!(unrecorded.require_kubernetes("v1.34.2", Path::new("f")), Err(ImagesError::WrongKubernetes { .. })));
     }
 
     #[test]

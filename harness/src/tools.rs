@@ -2,7 +2,12 @@
 //!
 //! Versions come from `ci/versions.env`. A tool is accepted only if the binary itself
 //! reports exactly the pinned version, so a machine's unrelated `/usr/bin/kubectl` is never
-//! used by accident. Candidates, in order: `$CERTCTL_<NAME>` (an explicit path), every
+//! used by accident. Two switches pick among the pins:
+//! - `CERTCTL_HELM_MAJOR` = `3` (default) | `4`: Helm 3 (`HELM_VERSION`) or Helm 4
+//!   (`HELM4_VERSION`) as *the* helm of a run;
+//! - `CERTCTL_KUBERNETES` = one of `KUBERNETES_OTHER_VERSIONS`: its `K8S_<version>_<KEY>`
+//!   pins replace `KEY` (kind, kubectl, the node image's components), the rule
+//!   `ci/lib.sh` applies to the same file. Candidates, in order: `$CERTCTL_<NAME>` (an explicit path), every
 //! `<name>` on `PATH`, then the cache `$CERTCTL_CACHE/tools/<name>/<version>/<name>` that
 //! `bash ci/tools.sh` fills. Nothing here downloads or builds: a missing tool is an error
 //! that says to run `bash ci/tools.sh`.
@@ -39,6 +44,16 @@ pub enum ToolError {
         /// The missing key.
         key: String,
     },
+    /// A switch has a value it does not know.
+    #[error("{var}={value}: {expected}")]
+    Switch {
+        /// The environment variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// What it accepts.
+        expected: String,
+    },
     /// No candidate reported the pinned version.
     #[error(
         "{name} {version} not found; checked: {}. Run `bash ci/tools.sh` to provision it \
@@ -60,6 +75,8 @@ pub enum ToolError {
 pub enum ToolName {
     /// Helm 3, renders and installs the chart.
     Helm,
+    /// Helm 4 (server-side apply, kstatus waits), the same binary name.
+    Helm4,
     /// kind, creates the clusters.
     Kind,
     /// kubectl, the cluster client used for exec, logs and port-forward.
@@ -68,12 +85,47 @@ pub enum ToolName {
 
 impl ToolName {
     /// All tools, in provisioning order.
-    pub const ALL: [ToolName; 3] = [ToolName::Helm, ToolName::Kind, ToolName::Kubectl];
+    pub const ALL: [ToolName; 4] = [ToolName::Helm, ToolName::Helm4, ToolName::Kind, ToolName::Kubectl];
+
+    /// The helm a run uses: Helm 3 unless `CERTCTL_HELM_MAJOR` says 4.
+    ///
+    /// # Errors
+    /// [`ToolError::Switch`] for a value other than 3 or 4.
+    pub fn selected_helm() -> Result<ToolName, ToolError> {
+        Self::helm_for_major(&std::env::var(HELM_MAJOR_VAR).unwrap_or_default())
+    }
+
+    /// The helm a `CERTCTL_HELM_MAJOR` value names (`3`, `v3`, `4`, `v4`; empty is 3).
+    ///
+    /// # Errors
+    /// [`ToolError::Switch`] for anything else.
+    pub fn helm_for_major(value: &str) -> Result<ToolName, ToolError> {
+        match value.trim_start_matches('v') {
+            "" | "3" => Ok(ToolName::Helm),
+            "4" => Ok(ToolName::Helm4),
+            _ => Err(ToolError::Switch {
+                var: HELM_MAJOR_VAR,
+                value: value.to_owned(),
+                expected: "expected 3 (Helm 3, the default) or 4 (Helm 4)".into(),
+            }),
+        }
+    }
+
+    /// Both helms, the selected one first.
+    ///
+    /// # Errors
+    /// See [`ToolName::selected_helm`].
+    pub fn helms() -> Result<[ToolName; 2], ToolError> {
+        Ok(match Self::selected_helm()? {
+            ToolName::Helm4 => [ToolName::Helm4, ToolName::Helm],
+            _ => [ToolName::Helm, ToolName::Helm4],
+        })
+    }
 
     /// Binary name.
     pub fn binary(self) -> &'static str {
         match self {
-            ToolName::Helm => "helm",
+            ToolName::Helm | ToolName::Helm4 => "helm",
             ToolName::Kind => "kind",
             ToolName::Kubectl => "kubectl",
         }
@@ -83,6 +135,7 @@ impl ToolName {
     pub fn pin_key(self) -> &'static str {
         match self {
             ToolName::Helm => "HELM_VERSION",
+            ToolName::Helm4 => "HELM4_VERSION",
             ToolName::Kind => "KIND_VERSION",
             // kubectl follows the cluster it talks to.
             ToolName::Kubectl => "KUBERNETES_VERSION",
@@ -93,6 +146,7 @@ impl ToolName {
     pub fn override_var(self) -> &'static str {
         match self {
             ToolName::Helm => "CERTCTL_HELM",
+            ToolName::Helm4 => "CERTCTL_HELM4",
             ToolName::Kind => "CERTCTL_KIND",
             ToolName::Kubectl => "CERTCTL_KUBECTL",
         }
@@ -102,7 +156,7 @@ impl ToolName {
     pub fn probe_version(self, binary: &Path) -> Result<String, String> {
         let mut cmd = Command::new(binary);
         match self {
-            ToolName::Helm => cmd.args(["version", "--template", "{{.Version}}"]),
+            ToolName::Helm | ToolName::Helm4 => cmd.args(["version", "--template", "{{.Version}}"]),
             ToolName::Kind => cmd.arg("version"),
             ToolName::Kubectl => cmd.args(["version", "--client", "-o", "json"]),
         };
@@ -112,7 +166,7 @@ impl ToolName {
         }
         let text = String::from_utf8_lossy(&out.stdout);
         let version = match self {
-            ToolName::Helm => Some(text.trim().to_owned()),
+            ToolName::Helm | ToolName::Helm4 => Some(text.trim().to_owned()),
             // "kind v0.30.0 go1.26.8 linux/amd64"
             ToolName::Kind => text.split_whitespace().nth(1).map(str::to_owned),
             ToolName::Kubectl => serde_json::from_str::<serde_json::Value>(&text)
@@ -125,9 +179,15 @@ impl ToolName {
 
 impl fmt::Display for ToolName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.binary())
+        match self {
+            ToolName::Helm4 => f.write_str("helm 4"),
+            other => f.write_str(other.binary()),
+        }
     }
 }
+
+const HELM_MAJOR_VAR: &str = "CERTCTL_HELM_MAJOR";
+const KUBERNETES_VAR: &str = "CERTCTL_KUBERNETES";
 
 /// The `KEY=VALUE` pins of `ci/versions.env`.
 #[derive(Debug, Clone)]
@@ -142,12 +202,61 @@ impl PinnedVersions {
         crate::workspace::root().join("ci/versions.env")
     }
 
-    /// Reads this workspace's `ci/versions.env`.
+    /// Reads this workspace's `ci/versions.env`, with the Kubernetes version
+    /// `CERTCTL_KUBERNETES` selects applied (see [`PinnedVersions::select_kubernetes`]).
     ///
     /// # Errors
-    /// [`ToolError::VersionsFile`] when the file cannot be read.
+    /// [`ToolError::VersionsFile`] when the file cannot be read, [`ToolError::Switch`]
+    /// when `CERTCTL_KUBERNETES` names a version the file does not pin.
     pub fn load() -> Result<Self, ToolError> {
-        Self::from_file(&Self::default_path())
+        let pins = Self::from_file(&Self::default_path())?;
+        match std::env::var(KUBERNETES_VAR) {
+            Ok(v) if !v.is_empty() => pins.select_kubernetes(&v),
+            _ => Ok(pins),
+        }
+    }
+
+    /// These pins for Kubernetes `version`: the default `KUBERNETES_VERSION` as is, or one
+    /// of `KUBERNETES_OTHER_VERSIONS` with its `K8S_<version, dots as _>_<KEY>` values
+    /// replacing `KEY`.
+    ///
+    /// # Errors
+    /// [`ToolError::Switch`] listing the pinned versions when `version` is not one.
+    ///
+    /// # Example
+    /// ```
+    /// # use certctl_harness::tools::PinnedVersions;
+    /// let pins = PinnedVersions::parse_str("KUBERNETES_VERSION=v1.34.2\nKIND_VERSION=v0.30.0\n\
+    ///     KUBERNETES_OTHER_VERSIONS=\"v1.37.2\"\nK8S_V1_37_2_KIND_VERSION=v0.33.0\n");
+    /// let newer = pins.select_kubernetes("v1.37.2").unwrap();
+    /// assert_eq!(newer.get("KIND_VERSION").unwrap(), "v0.33.0");
+    /// assert_eq!(newer.get("KUBERNETES_VERSION").unwrap(), "v1.37.2");
+    /// assert!(pins.select_kubernetes("v1.99.0").is_err());
+    /// ```
+    pub fn select_kubernetes(mut self, version: &str) -> Result<Self, ToolError> {
+        let default = self.get("KUBERNETES_VERSION")?.to_owned();
+        if version == default {
+            return Ok(self);
+        }
+        let others = self.values.get("KUBERNETES_OTHER_VERSIONS").cloned().unwrap_or_default();
+        if !others.split_whitespace().any(|v| v == version) {
+            return Err(ToolError::Switch {
+                var: KUBERNETES_VAR,
+                value: version.to_owned(),
+                expected: format!("not pinned; {} offers {default} (default) {others}", self.path.display()),
+            });
+        }
+        let prefix = format!("K8S_{}_", version.to_ascii_uppercase().replace('.', "_"));
+        let overrides: Vec<(String, String)> =
+            self.values.iter().filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.to_owned(), v.clone()))).collect();
+        self.values.extend(overrides);
+        self.values.insert("KUBERNETES_VERSION".into(), version.to_owned());
+        Ok(self)
+    }
+
+    /// Parses the text of a versions file (for examples and tests).
+    pub fn parse_str(text: &str) -> Self {
+        Self::parse(Path::new("versions.env"), text)
     }
 
     /// Reads a versions file: `KEY=VALUE` lines; `#` comments and blank lines ignored.
@@ -264,31 +373,41 @@ pub struct Tools {
 }
 
 impl Tools {
-    /// Locates all three with the pins of this workspace.
+    /// Locates all three with the pins of this workspace; helm is the one
+    /// [`ToolName::selected_helm`] names.
     ///
     /// # Errors
     /// The first tool that cannot be found, see [`Tool::locate`].
     pub fn locate() -> Result<Self, ToolError> {
         let pins = PinnedVersions::load()?;
         Ok(Self {
-            helm: Tool::locate(ToolName::Helm, &pins)?,
+            helm: Tool::locate(ToolName::selected_helm()?, &pins)?,
             kind: Tool::locate(ToolName::Kind, &pins)?,
             kubectl: Tool::locate(ToolName::Kubectl, &pins)?,
         })
     }
 
-    /// Only helm (the render tier needs nothing else).
+    /// Only the selected helm (the render tier needs nothing else).
     ///
     /// # Errors
     /// See [`Tool::locate`].
     pub fn helm() -> Result<Tool, ToolError> {
-        Tool::locate(ToolName::Helm, &PinnedVersions::load()?)
+        Tool::locate(ToolName::selected_helm()?, &PinnedVersions::load()?)
+    }
+
+    /// Helm 3 and Helm 4, the selected one first.
+    ///
+    /// # Errors
+    /// The first that cannot be found, see [`Tool::locate`].
+    pub fn helms() -> Result<Vec<Tool>, ToolError> {
+        let pins = PinnedVersions::load()?;
+        ToolName::helms()?.into_iter().map(|name| Tool::locate(name, &pins)).collect()
     }
 
     /// The tool by name.
     pub fn get(&self, name: ToolName) -> &Tool {
         match name {
-            ToolName::Helm => &self.helm,
+            ToolName::Helm | ToolName::Helm4 => &self.helm,
             ToolName::Kind => &self.kind,
             ToolName::Kubectl => &self.kubectl,
         }
@@ -314,6 +433,53 @@ mod tests {
         let pins = PinnedVersions::load().unwrap();
         for name in ToolName::ALL {
             assert!(pins.get(name.pin_key()).unwrap().starts_with('v'));
+        }
+    }
+
+    #[test]
+    fn helm_major_switch_names_a_helm_or_says_what_it_accepts() {
+        assert_eq!(ToolName::helm_for_major("").unwrap(), ToolName::Helm);
+        assert_eq!(ToolName::helm_for_major("3").unwrap(), ToolName::Helm);
+        assert_eq!(ToolName::helm_for_major("v4").unwrap(), ToolName::Helm4);
+        let err = ToolName::helm_for_major("5").unwrap_err().to_string();
+        assert_eq!(err, "CERTCTL_HELM_MAJOR=5: expected 3 (Helm 3, the default) or 4 (Helm 4)");
+    }
+
+    #[test]
+    fn both_helm_majors_are_pinned_apart() {
+        let pins = PinnedVersions::from_file(&PinnedVersions::default_path()).unwrap();
+        assert!(pins.get(ToolName::Helm.pin_key()).unwrap().starts_with("v3."));
+        assert!(pins.get(ToolName::Helm4.pin_key()).unwrap().starts_with("v4."));
+    }
+
+    #[test]
+    fn another_kubernetes_version_replaces_only_its_own_keys() {
+        let text = "KUBERNETES_VERSION=v1.34.2\nETCD_VERSION=v3.6.5\nHELM_VERSION=v3.19.0\n\
+                    KUBERNETES_OTHER_VERSIONS=\"v1.27.16 v1.37.2\"\n\
+                    K8S_V1_37_2_ETCD_VERSION=v3.7.0\nK8S_V1_27_16_ETCD_VERSION=v3.5.12\n";
+        let pins = PinnedVersions::parse_str(text);
+        let newest = pins.clone().select_kubernetes("v1.37.2").unwrap();
+        assert_eq!(newest.get("KUBERNETES_VERSION").unwrap(), "v1.37.2");
+        assert_eq!(newest.get("ETCD_VERSION").unwrap(), "v3.7.0");
+        assert_eq!(newest.get("HELM_VERSION").unwrap(), "v3.19.0");
+        let default = pins.clone().select_kubernetes("v1.34.2").unwrap();
+        assert_eq!(default.get("ETCD_VERSION").unwrap(), "v3.6.5");
+        let err = pins.select_kubernetes("v1.33.0").unwrap_err().to_string();
+        assert!(err.starts_with("CERTCTL_KUBERNETES=v1.33.0: not pinned;"), "{err}");
+        assert!(err.ends_with("offers v1.34.2 (default) v1.27.16 v1.37.2"), "{err}");
+    }
+
+    /// Every other version the workspace pins has the components its kubeadm lists.
+    #[test]
+    fn workspace_pins_each_other_kubernetes_version_completely() {
+        let pins = PinnedVersions::from_file(&PinnedVersions::default_path()).unwrap();
+        let others = pins.get("KUBERNETES_OTHER_VERSIONS").unwrap().to_owned();
+        assert!(!others.is_empty());
+        for v in others.split_whitespace() {
+            let prefix = format!("K8S_{}_", v.to_ascii_uppercase().replace('.', "_"));
+            for key in ["ETCD_VERSION", "COREDNS_VERSION", "PAUSE_VERSION"] {
+                assert!(pins.get(&format!("{prefix}{key}")).is_ok(), "{v} has no {prefix}{key} in ci/versions.env");
+            }
         }
     }
 
