@@ -98,7 +98,9 @@ impl Agent {
     /// [`AgentError`] if the key directory or the CA bundle is unusable.
     pub fn new(config: Config) -> Result<Self, AgentError> {
         let store = KeyStore::open(&config.key_dir)?;
-        let client = ApiClient::new(&config)?;
+        let mut client = ApiClient::new(&config)?;
+        // Kept from an earlier run in this key directory: proves we are the agent of this name.
+        client.set_credential(store.read_credential()?);
         let liveness = Liveness::for_config(&config);
         let backoff = Backoff::new(config.backoff_base, config.backoff_max);
         let now = Instant::now();
@@ -196,7 +198,7 @@ impl Agent {
         if let Some(identity) = &self.identity {
             return Ok(identity.id.clone());
         }
-        let record = self.client.register(&self.config.agent_name).await?;
+        let mut record = self.client.register(&self.config.agent_name).await?;
         if !valid_id(&record.id) {
             return Err(TurnError::Failed(ApiError::Status {
                 op: Operation::Register,
@@ -206,6 +208,17 @@ impl Agent {
             }));
         }
         info!(agent_id = %record.id, name = %record.name, status = %record.status, "registered with the server");
+        if let Some(credential) = record.credential.take() {
+            // Stored before it is used, next to the keys: a restart must present it again.
+            if let Err(e) = self.store.write_credential(&credential) {
+                error!(
+                    error = %chain(&e),
+                    "cannot store the agent credential; this run keeps it in memory, but after a restart the server \
+                     will refuse this agent's name until an operator resets its credential"
+                );
+            }
+            self.client.set_credential(Some(credential));
+        }
         if let Err(e) = self.store.write_agent_id(&record.id) {
             warn!(error = %chain(&e), "cannot record the agent id in the key directory");
         }
@@ -214,11 +227,15 @@ impl Agent {
         Ok(id)
     }
 
-    /// A 404 on our own agent id means the server forgot us: register again next turn.
+    /// A 404 on our own agent id means the server forgot us, a refused credential that it was
+    /// reset: register again next turn.
     fn on_unknown_agent<T>(&mut self, result: Result<T, ApiError>) -> Result<T, TurnError> {
         if let Err(e) = &result {
             if e.status() == Some(StatusCode::NOT_FOUND) {
                 warn!("the server does not know this agent's id any more; registering again");
+                self.identity = None;
+            } else if e.is_credential_refused() {
+                warn!("the server refused this agent's credential; registering again");
                 self.identity = None;
             }
         }
@@ -348,6 +365,13 @@ impl Agent {
         let retry_in = format!("{:.1}s", delay.as_secs_f64());
         let failures = self.backoff.failures();
         match e {
+            e if e.is_credential_refused() => error!(
+                failures, %retry_in, key_dir = %self.config.key_dir.display(),
+                "the server refuses this agent's identity: the name {:?} is registered and {}/agent.credential is \
+                 missing or not its credential (was the key directory lost?). An operator can let this agent claim \
+                 its name again: DELETE /api/v1/agents/<id>/credential; server said: {e}",
+                self.config.agent_name, self.config.key_dir.display()
+            ),
             ApiError::Status { op, status, message, .. } if *status == StatusCode::UNAUTHORIZED => error!(
                 %op, failures, %retry_in,
                 "the server rejected the API key (HTTP 401): check that CERTCTL_API_KEY equals one of the keys in the \

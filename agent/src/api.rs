@@ -94,6 +94,11 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// Whether the server refused this agent's credential (or its absence).
+    pub fn is_credential_refused(&self) -> bool {
+        matches!(self, ApiError::Status { code, .. } if code == CREDENTIAL_REFUSED)
+    }
+
     /// The HTTP status, if the server answered.
     pub fn status(&self) -> Option<StatusCode> {
         match self {
@@ -113,6 +118,10 @@ pub struct AgentRecord {
     /// `active` or `retired`.
     #[serde(default)]
     pub status: String,
+    /// The agent's credential, present only when the server just issued it (first
+    /// registration, or a claim of an agent that had none).
+    #[serde(default)]
+    pub credential: Option<String>,
 }
 
 /// One pending job.
@@ -168,12 +177,25 @@ struct ErrorDetail {
     message: String,
 }
 
+/// Request header carrying the agent credential (see docs/api.md, "Agent identity").
+pub const CREDENTIAL_HEADER: &str = "certctl-agent-credential";
+
+/// Error code of a refused agent credential.
+pub const CREDENTIAL_REFUSED: &str = "agent_credential_invalid";
+
 /// HTTP client for the agent API: TLS 1.3, trusting only the configured bundle.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ApiClient {
     http: reqwest::Client,
     base: Url,
     api_key: String,
+    credential: Option<String>,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient").field("base", &self.base).finish_non_exhaustive()
+    }
 }
 
 impl ApiClient {
@@ -198,10 +220,15 @@ impl ApiClient {
             .user_agent(concat!("certctl-agent/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(ApiError::Client)?;
-        Ok(Self { http, base: config.api_base.clone(), api_key: config.api_key.clone() })
+        Ok(Self { http, base: config.api_base.clone(), api_key: config.api_key.clone(), credential: None })
     }
 
-    /// Registers (or finds, by name) this agent.
+    /// Sets the agent credential sent with every request from now on.
+    pub fn set_credential(&mut self, credential: Option<String>) {
+        self.credential = credential;
+    }
+
+    /// Registers this agent, or re-registers it by name presenting its credential.
     ///
     /// # Errors
     /// [`ApiError`].
@@ -272,6 +299,9 @@ impl ApiClient {
         // validated as plain ids before they got here (see agent::valid_id).
         let url = self.base.join(path).expect("relative API path joins onto the base URL");
         let mut request = self.http.request(method, url).bearer_auth(&self.api_key);
+        if let Some(credential) = &self.credential {
+            request = request.header(CREDENTIAL_HEADER, credential);
+        }
         if let Some(body) = body {
             request = request.json(body);
         }

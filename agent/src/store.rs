@@ -6,6 +6,7 @@
 //! - `ca.crt`                the CA that signed the certificates, PEM, mode 0644
 //! - `agent.key`, `agent.crt` symlinks to the agent's own certificate's files
 //! - `agent.id`              the agent id the server assigned (informational)
+//! - `agent.credential`      the credential that proves this agent's identity, mode 0600
 //! - `.alive`                liveness stamp written by the running loop
 //!
 //! Every file is written to a temporary file in the same directory, fsynced and renamed
@@ -31,6 +32,8 @@ pub const AGENT_KEY_LINK: &str = "agent.key";
 pub const AGENT_CERT_LINK: &str = "agent.crt";
 /// File holding the agent id.
 pub const AGENT_ID_FILE: &str = "agent.id";
+/// File holding the agent's credential (issued by the server at first registration).
+pub const AGENT_CREDENTIAL_FILE: &str = "agent.credential";
 /// Liveness stamp file.
 pub const ALIVE_FILE: &str = ".alive";
 
@@ -55,6 +58,15 @@ pub enum StoreError {
     #[error("writing {path} failed")]
     Write {
         /// The final path of the file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A file in the key directory could not be read.
+    #[error("reading {path} failed")]
+    Read {
+        /// The file.
         path: PathBuf,
         /// The OS error.
         #[source]
@@ -146,7 +158,28 @@ impl KeyStore {
         replace_symlink(&self.dir.join(AGENT_CERT_LINK), Path::new(&format!("{id}.crt")))
     }
 
-    /// Records the agent id (informational; the server keys identity on the name).
+    /// The stored agent credential, if one was issued before (a restart keeps the identity).
+    ///
+    /// # Errors
+    /// [`StoreError::Read`] if the file exists but cannot be read.
+    pub fn read_credential(&self) -> Result<Option<String>, StoreError> {
+        let path = self.dir.join(AGENT_CREDENTIAL_FILE);
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text.trim().to_owned()).filter(|c| !c.is_empty())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Read { path, source }),
+        }
+    }
+
+    /// Stores the agent credential, readable by the agent's user only.
+    ///
+    /// # Errors
+    /// [`StoreError::Write`] if the file cannot be written.
+    pub fn write_credential(&self, credential: &str) -> Result<(), StoreError> {
+        write_atomic(&self.dir.join(AGENT_CREDENTIAL_FILE), format!("{credential}\n").as_bytes(), KEY_MODE)
+    }
+
+    /// Records the agent id (informational; the credential is what proves the identity).
     ///
     /// # Errors
     /// [`StoreError::Write`] if the file cannot be written.
@@ -289,6 +322,16 @@ mod tests {
         assert_eq!(fs::read_to_string(path.join("keep")).unwrap(), "old");
         let names: Vec<_> = fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("x.key")]);
+    }
+
+    #[test]
+    fn credential_is_kept_0600_and_read_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = KeyStore::open(tmp.path()).unwrap();
+        assert_eq!(store.read_credential().unwrap(), None);
+        store.write_credential("c0ffee").unwrap();
+        assert_eq!(mode(&tmp.path().join(AGENT_CREDENTIAL_FILE)), 0o600);
+        assert_eq!(store.read_credential().unwrap().as_deref(), Some("c0ffee"));
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub enum Permission {
     AgentCsrSubmit,
     /// GET /certificates, GET /certificates/{id}
     CertificateRead,
-    /// POST/PUT/DELETE /certificates, DELETE /agents/{id}
+    /// POST/PUT/DELETE /certificates, DELETE /agents/{id}, DELETE /agents/{id}/credential
     CertificateWrite,
     /// GET /metrics/prometheus
     MetricsRead,

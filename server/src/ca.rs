@@ -39,6 +39,14 @@ pub enum CsrError {
     /// A key or signature algorithm we do not sign for.
     #[error("the CSR uses an unsupported key or signature algorithm (use ECDSA P-256)")]
     UnsupportedAlgorithm,
+    /// The CSR's key is not ECDSA P-256 (read from the key itself, not its signature).
+    #[error("the CSR carries a {found} key signed with {signature}; only ECDSA P-256 keys signed with ecdsa-with-SHA256 are issued")]
+    UnsupportedKey {
+        /// The key type found, e.g. `EC secp384r1` or `RSA`.
+        found: String,
+        /// The signature algorithm found.
+        signature: String,
+    },
     /// An extension other than SAN / key usage / EKU / basic constraints.
     #[error("the CSR requests an unsupported extension (only subjectAltName is honoured)")]
     UnsupportedExtension,
@@ -58,6 +66,9 @@ pub enum CsrError {
         /// The CSR's SANs.
         found: Vec<String>,
     },
+    /// The configured validity cannot be represented (the configuration bounds it).
+    #[error("the configured certificate validity is out of range")]
+    ValidityOutOfRange,
     /// A SAN of a type other than DNS or IP.
     #[error("the CSR carries a subjectAltName that is neither a DNS name nor an IP address")]
     UnsupportedSan,
@@ -178,6 +189,7 @@ impl LocalCa {
     /// # Errors
     /// A [`CsrError`] saying what is wrong with the request.
     pub fn sign_csr(&self, csr_pem: &str, common_name: &str, sans: &[String], validity: Duration) -> Result<Issued, CsrError> {
+        require_p256_key(csr_pem)?;
         let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| match e {
             rcgen::Error::InvalidCertificationRequestSignature => CsrError::BadSignature,
             rcgen::Error::UnsupportedSignatureAlgorithm => CsrError::UnsupportedAlgorithm,
@@ -199,7 +211,8 @@ impl LocalCa {
         // X.509 carries whole seconds; truncate so the stored times equal the certificate's.
         let now = OffsetDateTime::now_utc().replace_nanosecond(0).expect("zero nanoseconds is valid");
         let not_before = now - time::Duration::minutes(1);
-        let not_after = now + time::Duration::try_from(validity).unwrap_or(time::Duration::days(CA_VALIDITY_DAYS));
+        // Configuration bounds the validity (config::MAX_CERTIFICATE_VALIDITY); never panic on it.
+        let not_after = time::Duration::try_from(validity).ok().and_then(|d| now.checked_add(d)).ok_or(CsrError::ValidityOutOfRange)?;
         params.not_before = not_before;
         params.not_after = not_after;
         let (serial_number, serial) = random_serial();
@@ -211,6 +224,54 @@ impl LocalCa {
         let cert = params.signed_by(&csr.public_key, &self.issuer).map_err(|_| CsrError::UnsupportedAlgorithm)?;
         Ok(Issued { certificate_pem: cert.pem(), serial, not_before, not_after })
     }
+}
+
+/// Refuses a CSR whose public key is anything but an uncompressed ECDSA P-256 point, or whose
+/// signature is not ecdsa-with-SHA256. rcgen infers the key type from the signature
+/// algorithm, so without this a P-384 key signed with SHA-256 would be issued as "P-256".
+fn require_p256_key(csr_pem: &str) -> Result<(), CsrError> {
+    use x509_parser::oid_registry::{OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_SIG_ECDSA_WITH_SHA256};
+    use x509_parser::prelude::{FromDer, X509CertificationRequest};
+    let (_, pem) = x509_parser::pem::parse_x509_pem(csr_pem.as_bytes()).map_err(|_| CsrError::NotACsr)?;
+    let (_, csr) = X509CertificationRequest::from_der(&pem.contents).map_err(|_| CsrError::NotACsr)?;
+    let spki = &csr.certification_request_info.subject_pki;
+    let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok());
+    let point: &[u8] = spki.subject_public_key.data.as_ref();
+    let is_p256 = spki.algorithm.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY
+        && curve.as_ref() == Some(&OID_EC_P256)
+        && point.len() == 65
+        && point[0] == 0x04;
+    if is_p256 && csr.signature_algorithm.algorithm == OID_SIG_ECDSA_WITH_SHA256 {
+        return Ok(());
+    }
+    let found = match (&curve, spki.algorithm.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY) {
+        (Some(c), true) if is_p256 || c != &OID_EC_P256 => format!("EC {}", oid_name(c)),
+        (_, true) => "malformed EC".to_owned(),
+        _ => oid_name(&spki.algorithm.algorithm),
+    };
+    Err(CsrError::UnsupportedKey { found, signature: oid_name(&csr.signature_algorithm.algorithm) })
+}
+
+/// Readable names of the key types, curves and signature algorithms CSRs commonly carry.
+fn oid_name(oid: &x509_parser::der_parser::oid::Oid<'_>) -> String {
+    let id = oid.to_id_string();
+    let name = match id.as_str() {
+        "1.2.840.113549.1.1.1" => "RSA",
+        "1.3.101.112" => "Ed25519",
+        "1.3.101.113" => "Ed448",
+        "1.2.840.10045.3.1.7" => "P-256",
+        "1.3.132.0.34" => "P-384",
+        "1.3.132.0.35" => "P-521",
+        "1.3.132.0.10" => "secp256k1",
+        "1.2.840.10045.4.3.2" => "ecdsa-with-SHA256",
+        "1.2.840.10045.4.3.3" => "ecdsa-with-SHA384",
+        "1.2.840.10045.4.3.4" => "ecdsa-with-SHA512",
+        "1.2.840.113549.1.1.11" => "sha256WithRSAEncryption",
+        "1.2.840.113549.1.1.12" => "sha384WithRSAEncryption",
+        "1.2.840.113549.1.1.10" => "RSASSA-PSS",
+        _ => return id,
+    };
+    name.to_owned()
 }
 
 fn dn_value_text(value: &rcgen::DnValue) -> String {

@@ -89,6 +89,59 @@ pub struct SchedulerConfig {
     pub renew_before: Duration,
 }
 
+/// What one client may hold of the listener; see docs/server.md ("Connections").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// CERTCTL_SERVER_HANDSHAKE_TIMEOUT: TCP accept to finished TLS handshake.
+    pub handshake_timeout: Duration,
+    /// CERTCTL_SERVER_HEADER_READ_TIMEOUT: a request's headers must arrive within this.
+    pub header_read_timeout: Duration,
+    /// CERTCTL_SERVER_IDLE_TIMEOUT: a connection with no request in flight for this long is
+    /// closed (HTTP/1.1 and h2 alike).
+    pub idle_timeout: Duration,
+    /// CERTCTL_SERVER_BODY_TIMEOUT: a request body must arrive within this (408 otherwise).
+    pub body_timeout: Duration,
+    /// CERTCTL_SERVER_MAX_CONNECTIONS: connections held at once; further clients wait in the
+    /// listen backlog. Lowered at start to what the open-file limit allows.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+        }
+    }
+}
+
+fn parse_limits(env: &impl Env) -> Result<ConnectionLimits, ConfigError> {
+    let d = ConnectionLimits::default();
+    let max_connections = match non_empty(env, "CERTCTL_SERVER_MAX_CONNECTIONS") {
+        None => d.max_connections,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=1_000_000).contains(&n) => n,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    var: "CERTCTL_SERVER_MAX_CONNECTIONS",
+                    reason: format!("{text:?} is not a whole number between 1 and 1000000"),
+                    fix: format!("set the number of client connections held at once (default {})", d.max_connections),
+                })
+            }
+        },
+    };
+    Ok(ConnectionLimits {
+        handshake_timeout: duration_var(env, "CERTCTL_SERVER_HANDSHAKE_TIMEOUT", d.handshake_timeout, bounds::TIMEOUT)?,
+        header_read_timeout: duration_var(env, "CERTCTL_SERVER_HEADER_READ_TIMEOUT", d.header_read_timeout, bounds::TIMEOUT)?,
+        idle_timeout: duration_var(env, "CERTCTL_SERVER_IDLE_TIMEOUT", d.idle_timeout, bounds::TIMEOUT)?,
+        body_timeout: duration_var(env, "CERTCTL_SERVER_BODY_TIMEOUT", d.body_timeout, bounds::TIMEOUT)?,
+        max_connections,
+    })
+}
+
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -114,6 +167,8 @@ pub struct Config {
     /// (CERTCTL_SERVER_TLS_RELOAD_INTERVAL, default 30s): cert-manager renews
     /// into the mounted Secret and nobody sends SIGHUP.
     pub tls_reload_interval: Duration,
+    /// Listener timeouts and the connection cap.
+    pub limits: ConnectionLimits,
 }
 
 /// Reads variables; `std::env::var` in production, a map in tests.
@@ -143,16 +198,47 @@ fn non_empty(env: &impl Env, name: &str) -> Option<String> {
     env.get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
-fn duration_var(env: &impl Env, var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+/// Upper bounds of the duration settings: larger values overflow timers and date arithmetic
+/// (a panic at the first CSR, a scheduler that dies), and none of them would make sense.
+pub mod bounds {
+    use std::time::Duration;
+
+    const DAY: u64 = 86_400;
+    /// CERTCTL_CERTIFICATE_VALIDITY and CERTCTL_CERTIFICATE_RENEW_BEFORE: the CA's own lifetime.
+    pub const CERTIFICATE_VALIDITY: Duration = Duration::from_secs(3650 * DAY);
+    /// Loop periods (renewal check, TLS reload).
+    pub const INTERVAL: Duration = Duration::from_secs(7 * DAY);
+    /// Timeouts of the HTTP listener and the database, and the drain limit.
+    pub const TIMEOUT: Duration = Duration::from_secs(DAY);
+}
+
+/// `d` in the largest unit that divides it, as the settings are written (`3650d`, `90s`).
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => format!("{}ms", d.as_millis()),
+        _ if s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
+        _ if s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        _ if s.is_multiple_of(60) => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
+}
+
+fn duration_var(env: &impl Env, var: &'static str, default: Duration, max: Duration) -> Result<Duration, ConfigError> {
     match non_empty(env, var) {
         None => Ok(default),
         Some(text) => match parse_duration(&text) {
-            Ok(d) if !d.is_zero() => Ok(d),
-            Ok(_) => Err(ConfigError::Invalid {
+            Ok(d) if d.is_zero() => Err(ConfigError::Invalid {
                 var,
                 reason: "must be greater than zero".into(),
                 fix: "set a positive duration such as 30s".into(),
             }),
+            Ok(d) if d > max => Err(ConfigError::Invalid {
+                var,
+                reason: format!("{text} is longer than the maximum {}", human(max)),
+                fix: format!("set at most {} (default {})", human(max), human(default)),
+            }),
+            Ok(d) => Ok(d),
             Err(reason) => Err(ConfigError::Invalid { var, reason, fix: "set a duration such as 30s, 5m, 2h or 90d".into() }),
         },
     }
@@ -248,8 +334,8 @@ fn parse_database(env: &impl Env) -> Result<DatabaseConfig, ConfigError> {
         connect,
         max_connections,
         min_connections: (max_connections / 5).max(1),
-        idle_timeout: duration_var(env, "CERTCTL_DATABASE_IDLE_TIMEOUT", Duration::from_secs(30))?,
-        connect_timeout: duration_var(env, "CERTCTL_DATABASE_CONNECT_TIMEOUT", Duration::from_secs(10))?,
+        idle_timeout: duration_var(env, "CERTCTL_DATABASE_IDLE_TIMEOUT", Duration::from_secs(30), bounds::TIMEOUT)?,
+        connect_timeout: duration_var(env, "CERTCTL_DATABASE_CONNECT_TIMEOUT", Duration::from_secs(10), bounds::TIMEOUT)?,
     })
 }
 
@@ -351,9 +437,24 @@ impl Config {
         let database = parse_database(env)?;
         let auth = parse_auth(env)?;
         let scheduler = SchedulerConfig {
-            renewal_check_interval: duration_var(env, "CERTCTL_SCHEDULER_RENEWAL_CHECK_INTERVAL", Duration::from_secs(3600))?,
-            certificate_validity: duration_var(env, "CERTCTL_CERTIFICATE_VALIDITY", Duration::from_secs(90 * 86_400))?,
-            renew_before: duration_var(env, "CERTCTL_CERTIFICATE_RENEW_BEFORE", Duration::from_secs(30 * 86_400))?,
+            renewal_check_interval: duration_var(
+                env,
+                "CERTCTL_SCHEDULER_RENEWAL_CHECK_INTERVAL",
+                Duration::from_secs(3600),
+                bounds::INTERVAL,
+            )?,
+            certificate_validity: duration_var(
+                env,
+                "CERTCTL_CERTIFICATE_VALIDITY",
+                Duration::from_secs(90 * 86_400),
+                bounds::CERTIFICATE_VALIDITY,
+            )?,
+            renew_before: duration_var(
+                env,
+                "CERTCTL_CERTIFICATE_RENEW_BEFORE",
+                Duration::from_secs(30 * 86_400),
+                bounds::CERTIFICATE_VALIDITY,
+            )?,
         };
         if scheduler.renew_before >= scheduler.certificate_validity {
             return Err(ConfigError::Invalid {
@@ -362,9 +463,10 @@ impl Config {
                 fix: "e.g. CERTCTL_CERTIFICATE_VALIDITY=90d with CERTCTL_CERTIFICATE_RENEW_BEFORE=30d".into(),
             });
         }
-        let shutdown_timeout = duration_var(env, "CERTCTL_SHUTDOWN_TIMEOUT", Duration::from_secs(20))?;
-        let tls_reload_interval = duration_var(env, "CERTCTL_SERVER_TLS_RELOAD_INTERVAL", Duration::from_secs(30))?;
-        Ok(Self { host, port, tls_cert_path, tls_key_path, database, log, auth, scheduler, shutdown_timeout, tls_reload_interval })
+        let shutdown_timeout = duration_var(env, "CERTCTL_SHUTDOWN_TIMEOUT", Duration::from_secs(20), bounds::TIMEOUT)?;
+        let tls_reload_interval = duration_var(env, "CERTCTL_SERVER_TLS_RELOAD_INTERVAL", Duration::from_secs(30), bounds::INTERVAL)?;
+        let limits = parse_limits(env)?;
+        Ok(Self { host, port, tls_cert_path, tls_key_path, database, log, auth, scheduler, shutdown_timeout, tls_reload_interval, limits })
     }
 }
 
@@ -469,5 +571,28 @@ mod tests {
         assert!(refusal(&[("CERTCTL_DATABASE_IDLE_TIMEOUT", "soon")]).contains("CERTCTL_DATABASE_IDLE_TIMEOUT"));
         let msg = refusal(&[("CERTCTL_CERTIFICATE_VALIDITY", "1h"), ("CERTCTL_CERTIFICATE_RENEW_BEFORE", "2h")]);
         assert!(msg.contains("CERTCTL_CERTIFICATE_RENEW_BEFORE"), "{msg}");
+    }
+
+    #[test]
+    fn durations_above_their_bound_are_refused_naming_the_maximum() {
+        let msg = refusal(&[("CERTCTL_CERTIFICATE_VALIDITY", "3000000d")]);
+        assert!(msg.contains("CERTCTL_CERTIFICATE_VALIDITY") && msg.contains("maximum 3650d"), "{msg}");
+        let msg = refusal(&[("CERTCTL_CERTIFICATE_VALIDITY", "3650d"), ("CERTCTL_CERTIFICATE_RENEW_BEFORE", "99999999d")]);
+        assert!(msg.contains("CERTCTL_CERTIFICATE_RENEW_BEFORE") && msg.contains("maximum 3650d"), "{msg}");
+        for var in ["CERTCTL_SCHEDULER_RENEWAL_CHECK_INTERVAL", "CERTCTL_SERVER_TLS_RELOAD_INTERVAL", "CERTCTL_SERVER_IDLE_TIMEOUT"] {
+            assert!(refusal(&[(var, "100000000000d")]).contains(var), "{var}");
+        }
+        assert!(Config::from_env(&env(&[("CERTCTL_CERTIFICATE_VALIDITY", "3650d")])).is_ok());
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_refusals() {
+        let c = Config::from_env(&env(&[])).unwrap();
+        assert_eq!(c.limits, ConnectionLimits::default());
+        let c = Config::from_env(&env(&[("CERTCTL_SERVER_MAX_CONNECTIONS", "5"), ("CERTCTL_SERVER_IDLE_TIMEOUT", "2s")])).unwrap();
+        assert_eq!((c.limits.max_connections, c.limits.idle_timeout), (5, Duration::from_secs(2)));
+        for bad in ["0", "many", "-1"] {
+            assert!(refusal(&[("CERTCTL_SERVER_MAX_CONNECTIONS", bad)]).contains("CERTCTL_SERVER_MAX_CONNECTIONS"), "{bad}");
+        }
     }
 }

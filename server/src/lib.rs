@@ -4,12 +4,14 @@
 //! The binary reads its configuration from the CERTCTL_* environment ([`config`]) and calls
 //! [`run`].
 
+pub mod agent_credential;
 pub mod api;
 pub mod auth;
 pub mod ca;
 pub mod config;
 pub mod db;
 pub mod duration;
+pub mod fd_limit;
 pub mod logging;
 pub mod metrics;
 pub mod scheduler;
@@ -64,11 +66,24 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let pool = db::lazy_pool(&config.database);
     let state = AppState::new(&config, pool.clone());
+    let mut limits = config.limits.clone();
+    let (capacity, open_files) = fd_limit::connection_capacity(limits.max_connections, config.database.max_connections);
+    if capacity < limits.max_connections {
+        tracing::warn!(
+            configured = limits.max_connections,
+            capacity,
+            open_file_limit = open_files,
+            "the open-file limit allows fewer client connections than CERTCTL_SERVER_MAX_CONNECTIONS; holding at most {capacity}"
+        );
+    }
+    limits.max_connections = capacity;
     tracing::info!(
         listen = %local,
         database = %state.target(),
         max_connections = config.database.max_connections,
         idle_floor = config.database.min_connections,
+        client_connections = capacity,
+        idle_timeout_s = limits.idle_timeout.as_secs_f64(),
         "certctl-server listening (HTTPS, TLS 1.3 only)"
     );
 
@@ -105,7 +120,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let bring_up = tokio::spawn(startup::bring_up(state.clone(), config.database.clone(), started));
     let scheduler = tokio::spawn(scheduler::run(state.clone()));
 
-    serve::serve(listener, tls::server_config(cert), api::router(state), shutdown, config.shutdown_timeout).await;
+    serve::serve(listener, tls::server_config(cert), api::router(state), shutdown, config.shutdown_timeout, &limits).await;
 
     reloader.abort();
     watcher.abort();

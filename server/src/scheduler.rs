@@ -11,8 +11,10 @@ use crate::store::jobs;
 /// # Errors
 /// Database failures.
 pub async fn run_once(state: &AppState) -> Result<u64, sqlx::Error> {
+    // The configuration bounds renew_before (config::bounds), so this cannot overflow.
     let renew_before = time::Duration::try_from(state.scheduler().renew_before).unwrap_or(time::Duration::days(30));
-    let queued = jobs::queue_renewals(state.pool(), OffsetDateTime::now_utc() + renew_before).await?;
+    let threshold = OffsetDateTime::now_utc().saturating_add(renew_before);
+    let queued = jobs::queue_renewals(state.pool(), threshold).await?;
     if queued > 0 {
         state.metrics().renewal_jobs_queued.inc_by(queued);
         tracing::info!(queued, "renewal jobs queued");

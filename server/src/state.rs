@@ -1,6 +1,7 @@
 //! Shared state of a running server: pool, readiness, CA, auth and metrics.
 
 use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
 
 use sqlx::postgres::PgPool;
 
@@ -34,6 +35,7 @@ struct Inner {
     auth: Authenticator,
     metrics: Metrics,
     scheduler: SchedulerConfig,
+    body_timeout: Duration,
 }
 
 impl AppState {
@@ -47,6 +49,7 @@ impl AppState {
             auth: config.auth.clone(),
             metrics: Metrics::new(config.database.max_connections),
             scheduler: config.scheduler.clone(),
+            body_timeout: config.limits.body_timeout,
         }))
     }
 
@@ -88,6 +91,11 @@ impl AppState {
     /// Metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    /// How long a request body may take to arrive (CERTCTL_SERVER_BODY_TIMEOUT).
+    pub fn body_timeout(&self) -> Duration {
+        self.0.body_timeout
     }
 
     /// Scheduler and issuance settings.

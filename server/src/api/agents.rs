@@ -1,15 +1,16 @@
 //! Agent routes: register, heartbeat, work, CSR, certificate fetch, job status, retire.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::agent_identity;
 use super::error::ApiError;
 use super::extract::{Ids, JsonBody};
-use super::validate::{validate_agent_name, validate_text};
+use super::validate::{validate_agent_name, validate_hostname, validate_text, validate_version};
 use crate::state::AppState;
 use crate::store::{self, agents, certificates, jobs};
 
@@ -22,33 +23,54 @@ pub struct RegisterBody {
 }
 
 /// POST /agents: 201 when created (and a CSR job queued for the agent's own certificate),
-/// 200 when an agent of that name already exists.
-pub async fn register(State(state): State<AppState>, JsonBody(body): JsonBody<RegisterBody>) -> Result<Response, ApiError> {
+/// 200 when the agent of that name proved its credential (or claimed a row that had none).
+/// The credential is in the body only when it was just issued.
+pub async fn register(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<RegisterBody>,
+) -> Result<Response, ApiError> {
     validate_agent_name(&body.name)?;
     if let Some(h) = &body.hostname {
-        validate_text("hostname", h, 253)?;
+        validate_hostname("hostname", h)?;
     }
-    let (agent, created) = agents::register(state.pool(), &body.name, body.hostname.as_deref()).await?;
-    let status = if created {
-        state.metrics().agents_registered.inc();
-        tracing::info!(agent_id = %agent.id, name = %agent.name, "agent registered");
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
+    let presented = agent_identity::presented(&headers);
+    let (status, agent, credential) = match agents::register(state.pool(), &body.name, body.hostname.as_deref(), presented).await? {
+        agents::Registered::Created(agent, issued) => {
+            state.metrics().agents_registered.inc();
+            tracing::info!(agent_id = %agent.id, name = %agent.name, "agent registered");
+            (StatusCode::CREATED, agent, Some(issued.secret))
+        }
+        agents::Registered::Claimed(agent, issued) => {
+            tracing::warn!(agent_id = %agent.id, name = %agent.name, "agent without a credential claimed by this registration");
+            (StatusCode::OK, agent, Some(issued.secret))
+        }
+        agents::Registered::Existing(agent) => (StatusCode::OK, agent, None),
+        agents::Registered::Refused => {
+            return Err(agent_identity::refused(format!(
+                "agent {:?} is already registered; present its {} (kept next to its key) to register it again",
+                body.name,
+                crate::agent_credential::HEADER
+            )))
+        }
     };
-    Ok((status, Json(json!({"id": agent.id, "name": agent.name, "status": agent.status}))).into_response())
+    let mut answer = json!({"id": agent.id, "name": agent.name, "status": agent.status});
+    if let Some(secret) = credential {
+        answer["credential"] = json!(secret);
+    }
+    Ok((status, Json(answer)).into_response())
 }
 
 fn gone(id: uuid::Uuid) -> ApiError {
     ApiError::new(StatusCode::GONE, "agent_retired", format!("agent {id} is retired"))
 }
 
-/// Loads an active agent or answers 404 / 410.
-async fn active_agent(state: &AppState, id: uuid::Uuid) -> Result<agents::Agent, ApiError> {
-    match agents::get(state.pool(), id).await? {
-        None => Err(ApiError::not_found(format!("no agent {id}"))),
-        Some(a) if a.status == "retired" => Err(gone(id)),
-        Some(a) => Ok(a),
+/// The verified agent (see [`agent_identity`]) if active; 410 if retired.
+fn active(agent: &agents::Agent) -> Result<(), ApiError> {
+    if agent.status == "retired" {
+        Err(gone(agent.id))
+    } else {
+        Ok(())
     }
 }
 
@@ -62,12 +84,14 @@ pub struct HeartbeatBody {
 /// POST /agents/{id}/heartbeat
 pub async fn heartbeat(
     State(state): State<AppState>,
-    Ids([id]): Ids<1>,
+    Extension(agent): Extension<agents::Agent>,
     JsonBody(body): JsonBody<HeartbeatBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     if let Some(v) = &body.version {
-        validate_text("version", v, 64)?;
+        validate_version("version", v)?;
     }
+    active(&agent)?;
+    let id = agent.id;
     match agents::heartbeat(state.pool(), id, body.version.as_deref()).await? {
         None => Err(ApiError::not_found(format!("no agent {id}"))),
         Some(a) if a.status == "retired" => Err(gone(id)),
@@ -76,9 +100,9 @@ pub async fn heartbeat(
 }
 
 /// GET /agents/{id}/work
-pub async fn work(State(state): State<AppState>, Ids([id]): Ids<1>) -> Result<Json<serde_json::Value>, ApiError> {
-    active_agent(&state, id).await?;
-    let pending = jobs::pending_for_agent(state.pool(), id).await?;
+pub async fn work(State(state): State<AppState>, Extension(agent): Extension<agents::Agent>) -> Result<Json<serde_json::Value>, ApiError> {
+    active(&agent)?;
+    let pending = jobs::pending_for_agent(state.pool(), agent.id).await?;
     let jobs: Vec<_> = pending
         .into_iter()
         .map(|j| {
@@ -98,8 +122,13 @@ pub struct CsrBody {
 }
 
 /// POST /agents/{id}/csr: 202 when issued.
-pub async fn submit_csr(State(state): State<AppState>, Ids([id]): Ids<1>, JsonBody(body): JsonBody<CsrBody>) -> Result<Response, ApiError> {
-    active_agent(&state, id).await?;
+pub async fn submit_csr(
+    State(state): State<AppState>,
+    Extension(agent): Extension<agents::Agent>,
+    JsonBody(body): JsonBody<CsrBody>,
+) -> Result<Response, ApiError> {
+    active(&agent)?;
+    let id = agent.id;
     let ca = state.ca().ok_or_else(|| ApiError::not_ready("the CA is not loaded yet"))?;
     let validity = state.scheduler().certificate_validity;
     let outcome = jobs::submit_csr(state.pool(), ca, id, body.job_id, body.certificate_id, &body.csr_pem, validity).await?;
@@ -164,6 +193,17 @@ pub async fn job_status(
         jobs::Reported::Conflict { status } => {
             Err(ApiError::conflict(format!("job {job_id} is {status}; cannot become {}", report.as_str())))
         }
+    }
+}
+
+/// DELETE /agents/{id}/credential: the operator's way back for an agent that lost its key
+/// directory: the next registration of its name claims the agent and gets a new credential.
+pub async fn reset_credential(State(state): State<AppState>, Ids([id]): Ids<1>) -> Result<StatusCode, ApiError> {
+    if agents::reset_credential(state.pool(), id).await? {
+        tracing::warn!(agent_id = %id, "agent credential reset; the next registration of its name claims it");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("no agent {id}")))
     }
 }
 

@@ -57,17 +57,28 @@ impl ApiError {
     }
 }
 
+/// Whether `err` means the database (or the connection to it) went away, rather than that
+/// this request did something wrong: retrying later can succeed.
+pub fn is_database_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
+        // Class 08 connection exceptions; 57P01..57P03 admin / crash shutdown and "cannot
+        // connect now" (server starting or stopping); 53300 too many connections.
+        sqlx::Error::Database(db) => {
+            db.code().is_some_and(|code| code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300"))
+        }
+        _ => false,
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        match &err {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                tracing::warn!(error = %err, "database unavailable while serving a request");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database is unavailable; retry later")
-            }
-            _ => {
-                tracing::error!(error = %err, "database error while serving a request");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
-            }
+        if is_database_unavailable(&err) {
+            tracing::warn!(error = %err, "database unavailable while serving a request");
+            Self::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database is unavailable; retry later")
+        } else {
+            tracing::error!(error = %err, "database error while serving a request");
+            Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
         }
     }
 }

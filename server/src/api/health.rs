@@ -3,12 +3,13 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
 use crate::db::ping_pool;
+use crate::metrics::Format;
 use crate::state::{AppState, Startup};
 
 /// /ready's database ping limit (spec: 2 s).
@@ -36,8 +37,8 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Prometheus text exposition.
-pub async fn prometheus(State(state): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics().render(state.pool()))
-        .into_response()
+/// Metrics: Prometheus text by default, OpenMetrics when the `Accept` header asks for it.
+pub async fn prometheus(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    ([(header::CONTENT_TYPE, format.content_type())], state.metrics().render(state.pool(), format)).into_response()
 }

@@ -8,13 +8,14 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
+use super::extract::{too_large, MAX_BODY_BYTES};
 use crate::auth::{Authenticator, Permission, Principal};
 use crate::state::{AppState, Startup};
 
 /// Counts the request and times it, labelled by the matched route template.
 pub async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = req.method().as_str().to_owned();
+    let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(req).await;
     state.metrics().observe(&method, &route, response.status().as_u16(), start.elapsed().as_secs_f64());
@@ -62,5 +63,16 @@ pub async fn require_ready(State(state): State<AppState>, req: Request, next: Ne
             ApiError::not_ready(format!("the server is starting: {}", reason.unwrap_or_else(|| "connecting to the database".into())))
                 .into_response()
         }
+    }
+}
+
+/// A declared Content-Length over the limit is refused before any of the body is read, so
+/// the client gets the 413 (and no `100 Continue`) instead of a connection closed mid-upload.
+/// Bodies without a length are still cut at the limit while they are read.
+pub async fn refuse_declared_oversize(req: Request, next: Next) -> Response {
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > MAX_BODY_BYTES as u64 => too_large().into_response(),
+        _ => next.run(req).await,
     }
 }

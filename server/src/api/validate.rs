@@ -1,4 +1,9 @@
 //! Input checks shared by the routes; each failure says what is wrong with which field.
+//!
+//! Names (agent names, host names, common names, SANs) are ASCII DNS names or IP addresses:
+//! nothing that renders differently from what it is (no bidi overrides, no zero-width
+//! characters, no homoglyph-friendly Unicode). Free text (job messages) may be any Unicode
+//! except control and invisible format characters.
 
 use std::net::IpAddr;
 
@@ -8,7 +13,19 @@ fn invalid(field: &str, why: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request("invalid_request", format!("{field}: {why}"))
 }
 
-/// Free text: non-empty, bounded, no control characters.
+/// Unicode format characters (general category Cf) and other invisible code points: they
+/// change how text displays (U+202E reverses it) without being visible themselves.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}' | '\u{180B}'..='\u{180F}'
+        | '\u{0600}'..='\u{0605}' | '\u{06DD}' | '\u{070F}' | '\u{0890}' | '\u{0891}' | '\u{08E2}'
+        | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}'
+        | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{110BD}' | '\u{110CD}' | '\u{13430}'..='\u{1343F}' | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// Free text: non-empty, bounded, no control or invisible format characters.
 pub fn validate_text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
     if value.trim().is_empty() {
         return Err(invalid(field, "must not be empty"));
@@ -16,8 +33,8 @@ pub fn validate_text(field: &str, value: &str, max: usize) -> Result<(), ApiErro
     if value.len() > max {
         return Err(invalid(field, format_args!("longer than {max} bytes")));
     }
-    if value.chars().any(char::is_control) {
-        return Err(invalid(field, "contains control characters"));
+    if let Some(c) = value.chars().find(|&c| c.is_control() || is_invisible(c)) {
+        return Err(invalid(field, format_args!("contains the control or invisible character U+{:04X}", u32::from(c))));
     }
     Ok(())
 }
@@ -28,6 +45,11 @@ fn is_valid_name(name: &str) -> bool {
         return true;
     }
     let host = name.strip_prefix("*.").unwrap_or(name);
+    is_dns_name(host)
+}
+
+/// ASCII labels of letters, digits, '-' and '_', 1..=63 bytes each, 253 bytes in all.
+fn is_dns_name(host: &str) -> bool {
     !host.is_empty()
         && host.len() <= 253
         && host.split('.').all(|label| {
@@ -47,9 +69,36 @@ pub fn validate_agent_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A reported host name: a DNS name or an IP address.
+pub fn validate_hostname(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.parse::<IpAddr>().is_ok() || is_dns_name(value) {
+        Ok(())
+    } else {
+        Err(invalid(field, format_args!("{value:?} is not a host name (ASCII letters, digits, '-', '_', '.') or an IP address")))
+    }
+}
+
+/// A version string such as `0.1.0` or `1.2.3-rc.1+build.5`.
+pub fn validate_version(field: &str, value: &str) -> Result<(), ApiError> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+' | b'_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(field, format_args!("{value:?} is not a version (at most 64 of ASCII letters, digits, '.', '-', '+', '_')")))
+    }
+}
+
 /// Checks a certificate's CN and SANs; an absent or empty SAN list defaults to `[common_name]`.
+/// The CN is a DNS name (wildcard allowed) or IP address of at most 64 characters, like a SAN.
 pub fn validate_names(common_name: &str, sans: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
-    validate_text("common_name", common_name, 64)?;
+    if common_name.len() > 64 || !is_valid_name(common_name) {
+        return Err(invalid(
+            "common_name",
+            format_args!("{common_name:?} must be a DNS name (optionally *.-prefixed) or an IP address of at most 64 characters"),
+        ));
+    }
     let sans = match sans {
         Some(s) if !s.is_empty() => s,
         _ => vec![common_name.to_owned()],
@@ -85,9 +134,25 @@ mod tests {
         assert!(!is_valid_name("-bad"));
         assert!(!is_valid_name("a..b"));
         assert!(!is_valid_name("sp ace"));
+        assert!(!is_valid_name("node\u{202E}a"));
         assert!(validate_agent_name("*.x").is_err());
         assert_eq!(validate_names("a.example", None).unwrap(), vec!["a.example"]);
         assert!(validate_names("a", Some(vec!["x".into(), "x".into()])).is_err());
+        assert!(validate_names("Evil Corp <admin>", Some(vec!["a.example".into()])).is_err());
         assert!(validate_text("message", "a\u{0}b", 10).is_err());
+    }
+
+    #[test]
+    fn invisible_characters_are_refused_and_named() {
+        for c in ['\u{202E}', '\u{200B}', '\u{2066}', '\u{FEFF}', '\u{00AD}', '\u{E0041}'] {
+            let text = format!("ok{c}ok");
+            let err = validate_text("message", &text, 100).unwrap_err();
+            assert!(format!("{err:?}").contains(&format!("U+{:04X}", u32::from(c))), "{err:?}");
+            assert!(validate_hostname("hostname", &text).is_err());
+            assert!(validate_version("version", &text).is_err());
+        }
+        assert!(validate_text("message", "certificate installed — serial 0a1b (ünïcödé ok)", 100).is_ok());
+        assert!(validate_hostname("hostname", "node-a.cluster.local").is_ok());
+        assert!(validate_version("version", "0.1.0-rc.1+g1234").is_ok());
     }
 }

@@ -13,7 +13,15 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration { version: 1, name: "initial schema", sql: include_str!("migrations/0001_initial.sql") }];
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "initial schema", sql: include_str!("migrations/0001_initial.sql") },
+    Migration { version: 2, name: "agent credentials", sql: include_str!("migrations/0002_agent_credentials.sql") },
+];
+
+/// How many migrations this release knows.
+pub fn known() -> usize {
+    MIGRATIONS.len()
+}
 
 /// Why migrations failed.
 #[derive(Debug, thiserror::Error)]

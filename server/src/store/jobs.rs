@@ -62,7 +62,8 @@ pub enum Submitted {
 }
 
 /// Verifies and signs a CSR for a pending job, then stores the certificate and marks the job
-/// submitted, all in one transaction (the job row is locked, so a double submit gets 409).
+/// submitted, all in one transaction (the certificate and job rows are locked, so a double
+/// submit gets 409 and a concurrent rename waits).
 ///
 /// # Errors
 /// Database failures.
@@ -76,18 +77,20 @@ pub async fn submit_csr(
     validity: Duration,
 ) -> Result<Submitted, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let job: Option<(String, Uuid, String, Vec<String>)> = sqlx::query_as(
-        "SELECT j.status, j.certificate_id, c.common_name, c.sans
-         FROM jobs j JOIN certificates c ON c.id = j.certificate_id
-         WHERE j.id = $1 AND j.agent_id = $2 FOR UPDATE OF j",
+    // Lock order everywhere: certificate row, then its job rows (certificates::update and
+    // DELETE take them in that order too). The reverse order deadlocked against a rename.
+    let names: Option<(Uuid, String, Vec<String>)> = sqlx::query_as(
+        "SELECT c.id, c.common_name, c.sans FROM certificates c
+         WHERE c.id = (SELECT certificate_id FROM jobs WHERE id = $1 AND agent_id = $2) FOR UPDATE",
     )
     .bind(job_id)
     .bind(agent_id)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((status, job_cert, common_name, sans)) = job else {
+    let Some((job_cert, common_name, sans)) = names else {
         return Ok(Submitted::UnknownJob);
     };
+    let status: String = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1 FOR UPDATE").bind(job_id).fetch_one(&mut *tx).await?;
     if job_cert != certificate_id {
         return Ok(Submitted::WrongCertificate { expected: job_cert });
     }

@@ -3,62 +3,10 @@
 
 use std::time::Duration;
 
-use rcgen::{CertificateParams, DnType, KeyPair};
 use serde_json::{json, Value};
 use x509_parser::prelude::*;
 
-use crate::support::{base_env, set, wait_until, Db, ServerProcess, TestPki};
-
-struct Api {
-    http: reqwest::Client,
-    server: ServerProcess,
-}
-
-impl Api {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.http.request(method, self.server.url(&format!("/api/v1{path}"))).bearer_auth("test-key");
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        let value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("non-JSON answer ({e}): {text}"))
-        };
-        (status, value)
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        self.call(reqwest::Method::GET, path, None).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.call(reqwest::Method::POST, path, Some(body)).await
-    }
-}
-
-async fn start(extra: &[(&str, &str)]) -> (Db, TestPki, Api) {
-    let db = Db::start().await;
-    let pki = TestPki::new();
-    let mut env = base_env(&pki, &db.url());
-    for (k, v) in extra {
-        set(&mut env, k, v);
-    }
-    let server = ServerProcess::spawn(&env);
-    let http = pki.http();
-    server.wait_ready(&http, Duration::from_secs(60)).await;
-    (db, pki, Api { http, server })
-}
-
-fn csr_for(cn: &str, sans: &[&str]) -> String {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, cn);
-    params.serialize_request(&key).unwrap().pem().unwrap()
-}
+use crate::support::{csr_for, start, wait_until, TestPki};
 
 #[tokio::test]
 async fn csr_round_trip_issues_a_certificate_that_verifies_against_the_ca_and_renewal_requeues() {
@@ -73,8 +21,10 @@ async fn csr_round_trip_issues_a_certificate_that_verifies_against_the_ca_and_re
     assert_eq!(status, 201, "{agent}");
     assert_eq!(agent["status"], "active");
     let id = agent["id"].as_str().unwrap().to_owned();
+    assert!(agent["credential"].as_str().is_some_and(|c| c.len() == 64), "a new agent gets its credential: {agent}");
     let (status, again) = api.post("/agents", json!({"name": "node-a"})).await;
-    assert_eq!((status, again["id"].as_str()), (200, Some(id.as_str())), "idempotent registration");
+    assert_eq!((status, again["id"].as_str()), (200, Some(id.as_str())), "idempotent registration with the credential");
+    assert!(again.get("credential").is_none(), "the credential is shown once: {again}");
 
     assert_eq!(api.post(&format!("/agents/{id}/heartbeat"), json!({"version": "0.1.0"})).await, (200, json!({"status": "active"})));
 
@@ -215,7 +165,8 @@ async fn bad_input_gets_specific_json_errors_and_retired_agents_get_410() {
 #[tokio::test]
 async fn sigterm_drains_an_in_flight_request_then_exits_cleanly() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (_db, pki, mut api) = start(&[]).await;
+    let (_db, pki, api) = start(&[]).await;
+    let mut api = api;
     let config = pki.client_config(&[&rustls::version::TLS13]);
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", api.server.port)).await.unwrap();

@@ -40,3 +40,37 @@ async fn bad_settings_are_refused_with_the_variable_and_the_fix() {
     let out = refusal(&base).await;
     assert!(out.contains("do not match"), "{out}");
 }
+
+/// Runs the binary to its exit (assert_cmd), with a bound: an accepted setting would make it
+/// serve forever, which must fail the test rather than hang it.
+fn refused_with(pki: &TestPki, settings: &[(&str, &str)]) -> String {
+    let mut env = base_env(pki, "postgres://u:p@127.0.0.1:1/db");
+    for (k, v) in settings {
+        set(&mut env, k, v);
+    }
+    let output = assert_cmd::Command::new(crate::support::server_binary())
+        .env_clear()
+        .envs(env)
+        .timeout(Duration::from_secs(20))
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    // The refusal is a log line, and logs go to stdout.
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(stdout.contains("refusing to start"), "{stdout}");
+    stdout
+}
+
+#[test]
+fn durations_that_would_overflow_later_are_refused_at_start() {
+    let pki = TestPki::new();
+    let out = refused_with(&pki, &[("CERTCTL_CERTIFICATE_VALIDITY", "3000000d")]);
+    assert!(out.contains("CERTCTL_CERTIFICATE_VALIDITY") && out.contains("maximum 3650d"), "{out}");
+    let out = refused_with(&pki, &[("CERTCTL_CERTIFICATE_VALIDITY", "3000000d"), ("CERTCTL_CERTIFICATE_RENEW_BEFORE", "2999999d")]);
+    assert!(out.contains("CERTCTL_CERTIFICATE_VALIDITY"), "{out}");
+    let out = refused_with(&pki, &[("CERTCTL_SCHEDULER_RENEWAL_CHECK_INTERVAL", "100000000000d")]);
+    assert!(out.contains("CERTCTL_SCHEDULER_RENEWAL_CHECK_INTERVAL") && out.contains("maximum 7d"), "{out}");
+    let out = refused_with(&pki, &[("CERTCTL_SERVER_MAX_CONNECTIONS", "0")]);
+    assert!(out.contains("CERTCTL_SERVER_MAX_CONNECTIONS"), "{out}");
+}

@@ -1,12 +1,20 @@
 //! Integration tests of the real `certctl-server` binary against a real PostgreSQL
-//! (the harness fixture): TLS, auth, diagnostics, pool bounds, readiness, SIGHUP, CSR flow.
+//! (the harness fixture): TLS, auth, identity, diagnostics, pool bounds, readiness, SIGHUP,
+//! CSR flow, resource limits, metrics.
 
 mod api;
 mod auth;
+mod ca_keys;
 mod config;
+mod db_loss;
+mod deadlock;
 mod diagnostics;
+mod identity;
+mod limits;
+mod metrics;
 mod migrate;
 mod pool;
 mod ready;
 mod support;
 mod tls;
+mod validation;

@@ -13,6 +13,8 @@ use certctl_harness::postgres::TestPostgres;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A CA plus server certificate files for 127.0.0.1 / localhost.
 pub struct TestPki {
@@ -86,6 +88,12 @@ impl TestPki {
 
 fn fs_write(path: &Path, content: &str) {
     std::fs::write(path, content).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
+
+/// The binary under test: this crate's, or another build named by CERTCTL_TEST_SERVER_BIN
+/// (to run these tests against an older release and watch them fail).
+pub fn server_binary() -> String {
+    std::env::var("CERTCTL_TEST_SERVER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_certctl-server").to_owned())
 }
 
 pub fn free_port() -> u16 {
@@ -165,15 +173,30 @@ pub fn set(env: &mut Vec<(String, String)>, key: &str, value: &str) {
 
 impl ServerProcess {
     pub fn spawn(env: &[(String, String)]) -> Self {
+        Self::spawn_wrapped(env, &[])
+    }
+
+    /// Runs the server through `wrapper` (e.g. `["prlimit", "--nofile=128:128", "--"]`).
+    pub fn spawn_wrapped(env: &[(String, String)], wrapper: &[&str]) -> Self {
         let port = env.iter().find(|(k, _)| k == "CERTCTL_SERVER_PORT").map_or(8443, |(_, v)| v.parse().unwrap());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_certctl-server"))
+        let server = server_binary();
+        let server = server.as_str();
+        let mut command = match wrapper.split_first() {
+            None => Command::new(server),
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(server);
+                c
+            }
+        };
+        let mut child = command
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn certctl-server");
+            .unwrap_or_else(|e| panic!("spawning certctl-server (wrapper {wrapper:?}): {e}"));
         let lines = Arc::new(Mutex::new(Vec::new()));
         let mut readers = Vec::new();
         for stream in [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())] {
@@ -282,4 +305,124 @@ pub async fn handshake(port: u16, config: rustls::ClientConfig) -> Result<Vec<u8
     let stream = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await?;
     let (_, conn) = stream.get_ref();
     Ok(conn.peer_certificates().unwrap()[0].to_vec())
+}
+
+/// An API client for a running server: the full test key, plus the agent credential issued
+/// by the last registration it made (as the agent keeps it), sent on every request.
+pub struct Api {
+    pub http: reqwest::Client,
+    pub server: ServerProcess,
+    pub credential: Mutex<Option<String>>,
+}
+
+/// A fresh database and PKI, and a ready server with `extra` settings.
+pub async fn start(extra: &[(&str, &str)]) -> (Db, TestPki, Api) {
+    let db = Db::start().await;
+    let pki = TestPki::new();
+    let mut env = base_env(&pki, &db.url());
+    for (k, v) in extra {
+        set(&mut env, k, v);
+    }
+    let server = ServerProcess::spawn(&env);
+    let http = pki.http();
+    server.wait_ready(&http, Duration::from_secs(60)).await;
+    (db, pki, Api { http, server, credential: Mutex::new(None) })
+}
+
+impl Api {
+    /// One request with an explicit agent credential (`None`: no credential header).
+    pub async fn request(&self, method: reqwest::Method, path: &str, body: Option<Value>, credential: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.request(method, self.server.url(&format!("/api/v1{path}"))).bearer_auth("test-key");
+        if let Some(c) = credential {
+            req = req.header("certctl-agent-credential", c);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("non-JSON answer ({e}): {text}"))
+        };
+        if let Some(issued) = value.get("credential").and_then(Value::as_str) {
+            *self.credential.lock().unwrap() = Some(issued.to_owned());
+        }
+        (status, value)
+    }
+
+    /// A request carrying the remembered credential.
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let credential = self.credential.lock().unwrap().clone();
+        self.request(method, path, body, credential.as_deref()).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// Registers a new agent; returns its id and credential.
+    pub async fn register(&self, name: &str) -> (String, String) {
+        let (status, agent) = self.request(reqwest::Method::POST, "/agents", Some(serde_json::json!({"name": name})), None).await;
+        assert_eq!(status, 201, "registering {name}: {agent}");
+        (agent["id"].as_str().unwrap().to_owned(), agent["credential"].as_str().expect("a new agent gets a credential").to_owned())
+    }
+
+    /// The agent's first pending job (`id`, `certificate_id`, `common_name`).
+    pub async fn first_job(&self, agent_id: &str, credential: &str) -> Value {
+        let (status, work) = self.request(reqwest::Method::GET, &format!("/agents/{agent_id}/work"), None, Some(credential)).await;
+        assert_eq!(status, 200, "{work}");
+        work["jobs"][0].clone()
+    }
+}
+
+/// A PEM CSR for `cn` / `sans` with a fresh P-256 key.
+pub fn csr_for(cn: &str, sans: &[&str]) -> String {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.serialize_request(&key).unwrap().pem().unwrap()
+}
+
+/// A TLS 1.3 connection to the server, handshake done, ALPN `alpn` offered.
+pub async fn tls_connect(pki: &TestPki, port: u16, alpn: &[&[u8]]) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut config = pki.client_config(&[&rustls::version::TLS13]);
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap()
+}
+
+/// Reads until the peer closes (or `limit` passes); returns what arrived and whether it closed.
+pub async fn read_until_closed(stream: &mut (impl tokio::io::AsyncRead + Unpin), limit: Duration) -> (Vec<u8>, bool) {
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(limit, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    (got, closed)
+}
+
+/// Writes raw bytes (ignoring a peer that already closed).
+pub async fn send_raw(stream: &mut (impl tokio::io::AsyncWrite + Unpin), bytes: &[u8]) {
+    let _ = stream.write_all(bytes).await;
+    let _ = stream.flush().await;
+}
+
+/// Open descriptors of a process.
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
 }

@@ -1,8 +1,14 @@
 //! Prometheus metrics through the `prometheus-client` crate: request counters, latency
 //! histograms, pool gauges and issuance counters.
+//!
+//! Every label takes values from a fixed set (methods, route templates, status codes the
+//! server itself produces), so no client can grow the exposition.
+
+mod prometheus_text;
 
 use std::sync::atomic::AtomicI64;
 
+use axum::http::Method;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -15,7 +21,7 @@ use sqlx::postgres::PgPool;
 /// Labels of a finished request.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    /// HTTP method.
+    /// HTTP method, one of [`method_label`]'s values.
     pub method: String,
     /// Matched route template (bounded cardinality), or `unmatched`.
     pub route: String,
@@ -26,7 +32,7 @@ pub struct RequestLabels {
 /// Labels of a latency observation.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LatencyLabels {
-    /// HTTP method.
+    /// HTTP method, one of [`method_label`]'s values.
     pub method: String,
     /// Matched route template.
     pub route: String,
@@ -82,19 +88,97 @@ impl Metrics {
         Self { registry, requests, latency, pool_open, pool_idle, certificates_issued, agents_registered, renewal_jobs_queued }
     }
 
-    /// Records one finished request.
-    pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
-        self.requests.get_or_create(&RequestLabels { method: method.to_owned(), route: route.to_owned(), status }).inc();
-        self.latency.get_or_create(&LatencyLabels { method: method.to_owned(), route: route.to_owned() }).observe(seconds);
+    /// Records one finished request. `route` must be a route template or `unmatched`.
+    pub fn observe(&self, method: &Method, route: &str, status: u16, seconds: f64) {
+        let method = method_label(method).to_owned();
+        self.requests.get_or_create(&RequestLabels { method: method.clone(), route: route.to_owned(), status }).inc();
+        self.latency.get_or_create(&LatencyLabels { method, route: route.to_owned() }).observe(seconds);
     }
 
-    /// Samples the pool and renders everything in the Prometheus text format.
-    pub fn render(&self, pool: &PgPool) -> String {
+    /// Samples the pool and renders everything in `format`.
+    pub fn render(&self, pool: &PgPool, format: Format) -> String {
         let idle = i64::try_from(pool.num_idle()).unwrap_or(i64::MAX);
         self.pool_open.set(i64::from(pool.size()));
         self.pool_idle.set(idle);
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
-        out
+        match format {
+            Format::OpenMetrics => out,
+            Format::PrometheusText => prometheus_text::from_openmetrics(&out),
+        }
+    }
+}
+
+/// The method label: standard methods by name, anything else `other`.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
+/// Exposition formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text format 0.0.4 (what `promtool check metrics` and older scrapers read).
+    PrometheusText,
+    /// OpenMetrics 1.0 text.
+    OpenMetrics,
+}
+
+impl Format {
+    /// OpenMetrics when the `Accept` header asks for it (with a non-zero q), else
+    /// Prometheus text.
+    pub fn negotiate(accept: Option<&str>) -> Self {
+        let wants_openmetrics = accept.is_some_and(|accept| {
+            accept.split(',').any(|range| {
+                let mut parts = range.split(';').map(str::trim);
+                let media = parts.next().unwrap_or("");
+                let q_zero = parts.any(|p| p.strip_prefix("q=").is_some_and(|q| q.parse::<f32>().is_ok_and(|q| q <= 0.0)));
+                media.eq_ignore_ascii_case("application/openmetrics-text") && !q_zero
+            })
+        });
+        if wants_openmetrics {
+            Format::OpenMetrics
+        } else {
+            Format::PrometheusText
+        }
+    }
+
+    /// The response's Content-Type.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::PrometheusText => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        for m in ["PROPFIND", "XYZZY", "get"] {
+            assert_eq!(method_label(&Method::from_bytes(m.as_bytes()).unwrap()), "other", "{m}");
+        }
+        assert_eq!(method_label(&Method::POST), "POST");
+    }
+
+    #[test]
+    fn openmetrics_only_when_asked() {
+        assert_eq!(Format::negotiate(None), Format::PrometheusText);
+        assert_eq!(Format::negotiate(Some("text/plain")), Format::PrometheusText);
+        assert_eq!(Format::negotiate(Some("application/openmetrics-text; version=1.0.0")), Format::OpenMetrics);
+        let prometheus = "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
+        assert_eq!(Format::negotiate(Some("application/openmetrics-text;q=0, text/plain")), Format::PrometheusText);
     }
 }
