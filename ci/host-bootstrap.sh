@@ -4,7 +4,7 @@
 # bounding set needs it, inotify limits and free disk. Safe to re-run.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-APT_PACKAGES=(docker.io debootstrap iptables jq postgresql pigz zstd ca-certificates)
+APT_PACKAGES=(docker.io debootstrap iptables jq postgresql pigz zstd ca-certificates prometheus python3-prometheus-client)
 MIN_FREE_GB=${CERTCTL_MIN_FREE_GB:-25}
 INOTIFY_WATCHES=524288
 INOTIFY_INSTANCES=512

@@ -5,7 +5,11 @@
 //! ```text
 //! cargo build --release -p certctl-server --bins --examples
 //! target/release/examples/loadgen [--concurrency 64] [--seconds 10] [--max-conns 25] [--path /api/v1/certificates]
+//!     [--idle-conns 1000] [--idle-wait 90]
 //! ```
+//! After the load, `--idle-conns N` (0 to skip) TLS connections are opened and left without a
+//! request: RSS and `/health` latency (fresh connection per request) are measured while they
+//! are held, then how long until the server closes them (at most `--idle-wait` seconds).
 //! The load generator shares the machine with the server and PostgreSQL, so the numbers are a
 //! floor for what the server alone would do.
 
@@ -25,6 +29,8 @@ struct Args {
     max_conns: u32,
     path: String,
     server: PathBuf,
+    idle_conns: usize,
+    idle_wait: u64,
 }
 
 fn parse_args() -> Args {
@@ -33,6 +39,8 @@ fn parse_args() -> Args {
         seconds: 10,
         max_conns: 25,
         path: "/api/v1/certificates".into(),
+        idle_conns: 1000,
+        idle_wait: 90,
         server: std::env::current_exe()
             .expect("current exe")
             .parent()
@@ -49,6 +57,8 @@ fn parse_args() -> Args {
             "--max-conns" => args.max_conns = value.parse().expect("--max-conns N"),
             "--path" => args.path = value,
             "--server" => args.server = value.into(),
+            "--idle-conns" => args.idle_conns = value.parse().expect("--idle-conns N"),
+            "--idle-wait" => args.idle_wait = value.parse().expect("--idle-wait SECONDS"),
             other => panic!("unknown flag {other}; see the example's header"),
         }
     }
@@ -192,7 +202,93 @@ async fn main() {
     println!("| RSS idle | {:.1} MiB |", idle_rss as f64 / 1024.0);
     println!("| RSS peak under load | {:.1} MiB |", peak_rss as f64 / 1024.0);
     println!("| server DB connections after load (max {}) | {db_conns} |", args.max_conns);
+    if args.idle_conns > 0 {
+        idle_phase(&args, pid, &tls, port).await;
+    }
 
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Holds `--idle-conns` handshaken connections that send nothing and reports what they cost.
+async fn idle_phase(args: &Args, pid: u32, tls: &rustls::ClientConfig, port: u16) {
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls.clone()));
+    let before = rss_kib(pid);
+    let opened = Instant::now();
+    let mut handshakes = Vec::new();
+    for _ in 0..args.idle_conns {
+        let connector = connector.clone();
+        handshakes.push(tokio::spawn(async move {
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            tokio::time::timeout(Duration::from_secs(30), connector.connect(name, tcp)).await.ok()?.ok()
+        }));
+    }
+    let mut held = Vec::new();
+    for h in handshakes {
+        if let Some(stream) = h.await.unwrap() {
+            held.push(stream);
+        }
+    }
+    let opened_in = opened.elapsed();
+    let idle_since = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let holding = rss_kib(pid);
+    let mut latencies = Vec::new();
+    let mut failures = 0;
+    for _ in 0..50 {
+        // A fresh client (and connection) per request: what a kubelet probe does.
+        let http = reqwest::Client::builder().use_preconfigured_tls(tls.clone()).timeout(Duration::from_secs(10)).build().unwrap();
+        let t = Instant::now();
+        match http.get(format!("https://localhost:{port}/health")).send().await {
+            Ok(r) if r.status() == 200 => latencies.push(t.elapsed()),
+            _ => failures += 1,
+        }
+    }
+    latencies.sort();
+    println!(
+        "| idle TLS connections held / asked | {} / {} (handshakes took {:.1} s) |",
+        held.len(),
+        args.idle_conns,
+        opened_in.as_secs_f64()
+    );
+    println!("| RSS before / while holding them | {:.1} / {:.1} MiB |", before as f64 / 1024.0, holding as f64 / 1024.0);
+    println!(
+        "| /health while holding them, fresh connection, 50 requests | p50 {:.2} ms, p99 {:.2} ms, {failures} failed |",
+        percentile(&latencies, 0.50).as_secs_f64() * 1000.0,
+        percentile(&latencies, 0.99).as_secs_f64() * 1000.0
+    );
+    let limit = Duration::from_secs(args.idle_wait);
+    let closes: Vec<_> = held
+        .into_iter()
+        .map(|mut stream| {
+            tokio::spawn(async move {
+                use tokio::io::AsyncReadExt;
+                let mut buf = [0u8; 256];
+                let closed = tokio::time::timeout(limit, async {
+                    while let Ok(n) = stream.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                });
+                closed.await.ok().map(|()| idle_since.elapsed())
+            })
+        })
+        .collect();
+    let mut closed_after = Vec::new();
+    for c in closes {
+        closed_after.extend(c.await.unwrap());
+    }
+    closed_after.sort();
+    match (closed_after.first(), closed_after.last()) {
+        (Some(first), Some(last)) => println!(
+            "| idle connections closed by the server | {} of them, {:.1} s to {:.1} s after they went idle |",
+            closed_after.len(),
+            first.as_secs_f64(),
+            last.as_secs_f64()
+        ),
+        _ => println!("| idle connections closed by the server | none within {} s |", args.idle_wait),
+    }
+    println!("| RSS after the idle phase | {:.1} MiB |", rss_kib(pid) as f64 / 1024.0);
 }
