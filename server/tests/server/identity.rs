@@ -23,6 +23,7 @@ async fn an_agent_key_cannot_register_as_or_act_for_another_agent() {
     let (_db, _pki, api) = start(&[]).await;
     let (victim, victim_credential) = api.register("node-victim").await;
     let (_attacker, attacker_credential) = api.register("node-evil").await;
+    assert!(victim_credential.len() == 64 && attacker_credential.len() == 64, "a new agent gets its credential");
 
     refused("re-registering a taken name without its credential", &register_as(&api, "node-victim", None).await);
     refused("re-registering with another agent's credential", &register_as(&api, "node-victim", Some(&attacker_credential)).await);

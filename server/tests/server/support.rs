@@ -367,11 +367,13 @@ impl Api {
         self.call(reqwest::Method::POST, path, Some(body)).await
     }
 
-    /// Registers a new agent; returns its id and credential.
+    /// Registers a new agent; returns its id and credential (empty if the server issued none).
     pub async fn register(&self, name: &str) -> (String, String) {
         let (status, agent) = self.request(reqwest::Method::POST, "/agents", Some(serde_json::json!({"name": name})), None).await;
         assert_eq!(status, 201, "registering {name}: {agent}");
-        (agent["id"].as_str().unwrap().to_owned(), agent["credential"].as_str().expect("a new agent gets a credential").to_owned())
+        // identity.rs asserts the credential; elsewhere an empty one lets these tests run
+        // against a release before credentials (CERTCTL_TEST_SERVER_BIN).
+        (agent["id"].as_str().unwrap().to_owned(), agent["credential"].as_str().unwrap_or_default().to_owned())
     }
 
     /// The agent's first pending job (`id`, `certificate_id`, `common_name`).
