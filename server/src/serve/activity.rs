@@ -3,14 +3,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// Requests in flight on one connection and when the count last dropped to zero.
+/// Requests in flight on one connection and when the count last dropped to zero. Requests
+/// only update it; the watcher looks at it when its deadline passes, so a busy connection
+/// costs no extra wake-ups.
 #[derive(Debug)]
 pub struct Activity {
     state: Mutex<State>,
-    changed: Notify,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -21,7 +21,7 @@ struct State {
 
 impl Default for Activity {
     fn default() -> Self {
-        Self { state: Mutex::new(State { in_flight: 0, idle_since: Instant::now() }), changed: Notify::new() }
+        Self { state: Mutex::new(State { in_flight: 0, idle_since: Instant::now() }) }
     }
 }
 
@@ -42,7 +42,6 @@ impl Drop for InFlight {
 impl Activity {
     fn update(&self, change: impl FnOnce(&mut State)) {
         change(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()));
-        self.changed.notify_waiters();
     }
 
     fn snapshot(&self) -> State {
@@ -58,23 +57,13 @@ impl Activity {
     /// Resolves once no request has been in flight for `limit`.
     pub async fn idle_for(&self, limit: Duration) {
         loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            // Registered before reading the state, so no change between the two is missed.
-            changed.as_mut().enable();
             let state = self.snapshot();
-            if state.in_flight > 0 {
-                changed.await;
-                continue;
-            }
-            let deadline = state.idle_since + limit;
-            if Instant::now() >= deadline {
+            // Busy: look again in `limit`; the connection then has to stay idle a full `limit`.
+            let deadline = if state.in_flight > 0 { Instant::now() + limit } else { state.idle_since + limit };
+            if state.in_flight == 0 && Instant::now() >= deadline {
                 return;
             }
-            tokio::select! {
-                () = tokio::time::sleep_until(deadline) => {}
-                () = changed => {}
-            }
+            tokio::time::sleep_until(deadline).await;
         }
     }
 }
