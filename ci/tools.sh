@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Provision the pinned helm 3, helm 4, kind and kubectl (ci/versions.env) and the CRDs the
-# render tier validates against; print NAME=PATH lines on stdout (logs go to stderr).
+# Provision the pinned helm 3, helm 4, kind, kubectl, cargo-nextest and actionlint
+# (ci/versions.env) and the CRDs the render tier validates against; print NAME=PATH lines
+# on stdout (logs go to stderr).
 #
-#   usage: bash ci/tools.sh [helm|helm4|kind|kubectl|crds|all]...      (default: all)
+#   usage: bash ci/tools.sh [helm|helm4|kind|kubectl|nextest|actionlint|crds|all]...  (default: all)
 #
 # helm is Helm 3 at HELM_VERSION, helm4 is Helm 4 at HELM4_VERSION (binary `helm` too).
 #
@@ -15,6 +16,8 @@
 #        build     `go build` from the Go module proxy with version ldflags (needs go);
 #        auto      (default) build when a Go toolchain is present, else download.
 #      Nothing probes a download host: the choice is explicit.
+#      cargo-nextest is always built (`cargo install --locked` from crates.io) and actionlint
+#      always from the Go module proxy: no checksums of their release binaries are pinned.
 # A tool that cannot be had is a hard failure saying what to do.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -34,6 +37,7 @@ ARCH_UC=$(tr '[:lower:]' '[:upper:]' <<<"$ARCH")
 binary_of() { # NAME -> the binary's file name
   case $1 in
     helm4) echo helm ;;
+    nextest) echo cargo-nextest ;;
     *) echo "$1" ;;
   esac
 }
@@ -42,6 +46,8 @@ version_of() { # NAME BINARY
     helm | helm4) "$2" version --template '{{.Version}}' 2>/dev/null ;;
     kind) "$2" version 2>/dev/null | awk '{print $2}' ;;
     kubectl) "$2" version --client -o json 2>/dev/null | sed -n 's/.*"gitVersion": *"\([^"]*\)".*/\1/p' | head -1 ;;
+    nextest) "$2" nextest --version 2>/dev/null | awk 'NR == 1 {print $2}' ;;
+    actionlint) "$2" -version 2>/dev/null | awk 'NR == 1 {sub(/^v/, ""); print "v" $1}' ;;
   esac
 }
 pinned() {
@@ -50,6 +56,8 @@ pinned() {
     helm4) echo "$HELM4_VERSION" ;;
     kind) echo "$KIND_VERSION" ;;
     kubectl) echo "$KUBERNETES_VERSION" ;;
+    nextest) echo "$NEXTEST_VERSION" ;;
+    actionlint) echo "$ACTIONLINT_VERSION" ;;
   esac
 }
 is_pinned() { # NAME BINARY
@@ -136,6 +144,20 @@ build_kubectl() { # OUT_DIR
   rm -rf "$w"
 }
 
+build_actionlint() { # OUT_DIR
+  (cd /tmp && GOBIN="$1" go_env go install -ldflags "-s -w" "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION")
+}
+
+build_nextest() { # OUT_DIR
+  command -v cargo >/dev/null || die "nextest: building needs cargo (install Rust: https://rustup.rs)"
+  # Its own target dir in the cache: an interrupted build resumes, and the workspace's is untouched.
+  local root; root=$(mktemp -d)
+  nice -n 10 env CARGO_TARGET_DIR="$TOOLS/cargo-nextest/build" cargo install --quiet --locked --root "$root" \
+    --no-default-features --features default-no-update cargo-nextest --version "$NEXTEST_VERSION"
+  mv "$root/bin/cargo-nextest" "$1/cargo-nextest"
+  rm -rf "$root"
+}
+
 # The node-image build may already have produced kubectl at the pinned version.
 reuse_node_kubectl() { # OUT_DIR
   local k="$CERTCTL_CACHE/go/kubernetes/$KUBERNETES_VERSION/kubectl"
@@ -166,17 +188,24 @@ provision() { # NAME -> prints NAME=PATH
     if [[ $how == auto ]]; then
       if command -v go >/dev/null; then how=build; else how=download; fi
     fi
+    # No release checksums are pinned for these: they are always built.
+    [[ $name == nextest || $name == actionlint ]] && how=build
     t0=$(date +%s)
     rm -rf "$dir.tmp"; mkdir -p "$dir.tmp"
     case $how in
       download) download_tool "$name" "$dir.tmp" ;;
       build)
-        command -v go >/dev/null || die "$name: building needs Go (/usr/local/go/bin/go), or use CERTCTL_TOOLS_SOURCE=download"
-        if [[ $name == kubectl ]] && reuse_node_kubectl "$dir.tmp"; then
-          how="reuse of the node-image kubectl"
+        if [[ $name == nextest ]]; then
+          log "nextest $ver: cargo install --locked from crates.io (minutes on a cold cache)"
+          build_nextest "$dir.tmp"
         else
-          log "$name $ver: building from the Go module proxy (minutes on a cold cache)"
-          "build_$name" "$dir.tmp"
+          command -v go >/dev/null || die "$name: building needs Go (/usr/local/go/bin/go), or use CERTCTL_TOOLS_SOURCE=download"
+          if [[ $name == kubectl ]] && reuse_node_kubectl "$dir.tmp"; then
+            how="reuse of the node-image kubectl"
+          else
+            log "$name $ver: building from the Go module proxy (minutes on a cold cache)"
+            "build_$name" "$dir.tmp"
+          fi
         fi ;;
       *) die "CERTCTL_TOOLS_SOURCE=$SOURCE: expected auto, download or build" ;;
     esac
@@ -216,9 +245,9 @@ provision_crds() {
 [[ $# -gt 0 ]] || set -- all
 for what in "$@"; do
   case $what in
-    helm | helm4 | kind | kubectl) provision "$what" ;;
+    helm | helm4 | kind | kubectl | nextest | actionlint) provision "$what" ;;
     crds) provision_crds ;;
-    all) for t in helm helm4 kind kubectl; do provision "$t"; done; provision_crds ;;
-    *) die "unknown tool '$what' (expected helm, helm4, kind, kubectl, crds or all)" ;;
+    all) for t in helm helm4 kind kubectl nextest actionlint; do provision "$t"; done; provision_crds ;;
+    *) die "unknown tool '$what' (expected helm, helm4, kind, kubectl, nextest, actionlint, crds or all)" ;;
   esac
 done
