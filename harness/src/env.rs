@@ -126,6 +126,7 @@ impl TestEnv {
                 ("kubectl".into(), tools.kubectl.path.clone()),
             ],
             disk_paths: vec![crate::tools::cache_dir()],
+            min_free_gib: preflight::min_free_gib().map_err(|e| fail("preflight", &e))?,
             ..Requirements::default()
         };
         if kubeconfig.is_some() {
@@ -230,6 +231,36 @@ impl TestEnv {
             }
         }
         keep || self.cluster.origin != Origin::Created
+    }
+
+    /// Ends the run's hold on a cluster this process created: kept when the keep
+    /// policy says so for a run that `failed`, else deleted now (not at process exit,
+    /// so a runner can report after it). Returns whether the cluster is kept. A
+    /// cluster this process did not create is never deleted.
+    ///
+    /// # Errors
+    /// [`EnvError`] when the watchdog is gone or `kind delete` fails.
+    ///
+    /// # Example
+    /// ```no_run
+    /// # let env = certctl_harness::env::TestEnv::shared(Default::default()).unwrap();
+    /// if env.release(false)? { eprintln!("{}", env.cluster.reproduce_commands()); }
+    /// # Ok::<(), certctl_harness::env::EnvError>(())
+    /// ```
+    pub fn release(&self, failed: bool) -> Result<bool, EnvError> {
+        let fail = |e: &dyn std::fmt::Display| EnvError { phase: "teardown", message: e.to_string() };
+        let Some(mut wd) = self.watchdog.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return Ok(self.cluster.origin != Origin::Created || self.keep.keeps(failed));
+        };
+        if self.keep.keeps(failed) {
+            wd.keep().map_err(|e| fail(&e))?;
+            return Ok(true);
+        }
+        let status = wd.finish().map_err(|e| fail(&e))?;
+        if !status.success() {
+            return Err(fail(&format!("deleting cluster {} failed ({status})", self.cluster.name)));
+        }
+        Ok(false)
     }
 
     /// A client for the shared cluster (one per test: clients are tied to

@@ -252,6 +252,9 @@ impl ImageSet {
         let mut images = vec![self.server.to_string(), self.agent.to_string(), self.postgres.to_string()];
         images.extend(self.prometheus.as_ref().map(ToString::to_string));
         images.extend(self.cert_manager.as_ref().map(|c| c.image.to_string()));
+        // Preloaded in the offline node image (so skipped there); loaded into kind's
+        // upstream node image on the online path.
+        images.extend(self.netprobe.as_ref().map(ToString::to_string));
         images
     }
 }
@@ -286,9 +289,7 @@ pub fn images_env_path() -> PathBuf {
 /// ```
 pub fn build(cmd: &mut Command) -> Result<ImageSet, ImagesError> {
     let line = format!("{cmd:?}");
-    for key in cargo_crate_env() {
-        cmd.env_remove(key);
-    }
+    without_cargo_crate_env(cmd);
     let status = cmd
         .stdout(std::process::Stdio::inherit())
         .stderr(std::process::Stdio::inherit())
@@ -300,13 +301,22 @@ pub fn build(cmd: &mut Command) -> Result<ImageSet, ImagesError> {
     ImageSet::read(&images_env_path())
 }
 
-/// The variables cargo sets for the crate under test (`CARGO_PKG_NAME`,
-/// `CARGO_MANIFEST_DIR`, ...). The images script runs `cargo build --release`;
-/// inheriting them changes what build scripts such as ring's watch
-/// (`rerun-if-env-changed`), so every release dependency would rebuild
-/// once under the tests and again under plain `cargo`.
-fn cargo_crate_env() -> Vec<String> {
-    std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()).filter(|k| is_cargo_crate_var(k)).collect()
+/// Removes from `cmd` the variables cargo sets for the crate under test
+/// (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, ...), for a child that runs cargo
+/// itself (the images script runs `cargo build --release`): inheriting them
+/// changes what build scripts such as ring's watch (`rerun-if-env-changed`), so
+/// every dependency would rebuild once under the tests and again under plain `cargo`.
+///
+/// # Example
+/// ```
+/// let mut cmd = std::process::Command::new("cargo");
+/// certctl_harness::images::without_cargo_crate_env(&mut cmd);
+/// ```
+pub fn without_cargo_crate_env(cmd: &mut Command) -> &mut Command {
+    for key in std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()).filter(|k| is_cargo_crate_var(k)) {
+        cmd.env_remove(key);
+    }
+    cmd
 }
 
 fn is_cargo_crate_var(key: &str) -> bool {
