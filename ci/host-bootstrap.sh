@@ -2,16 +2,26 @@
 # Idempotent host bootstrap for real kind clusters on this kind of machine:
 # packages, a running Docker daemon, the runc wrapper where the capability
 # bounding set needs it, inotify limits and free disk. Safe to re-run.
+# Runs as root, or as a user with passwordless sudo in the docker group (as on
+# hosted runners). A Docker engine already installed (e.g. docker-ce) is kept:
+# Debian's docker.io is installed only where there is none.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-APT_PACKAGES=(docker.io debootstrap iptables jq postgresql pigz zstd ca-certificates prometheus python3-prometheus-client)
-MIN_FREE_GB=${CERTCTL_MIN_FREE_GB:-25}
+APT_PACKAGES=(debootstrap iptables jq postgresql pigz zstd ca-certificates prometheus python3-prometheus-client)
+if ! command -v dockerd >/dev/null && ! command -v docker >/dev/null; then APT_PACKAGES+=(docker.io); fi
+# One threshold per image source, shared with the harness's preflight (ci/versions.env).
+if [[ ${CERTCTL_IMAGE_SOURCE:-auto} == online ]]; then MIN_FREE_GIB=$MIN_FREE_GIB_ONLINE; else MIN_FREE_GIB=$MIN_FREE_GIB_OFFLINE; fi
+MIN_FREE_GIB=${CERTCTL_MIN_FREE_GIB:-$MIN_FREE_GIB}
 INOTIFY_WATCHES=524288
 INOTIFY_INSTANCES=512
 WRAPPER=/usr/local/sbin/certctl-runc
 DOCKER_LOG=/var/log/certctl-dockerd.log
 
-as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+as_root() {
+  if [[ $(id -u) -eq 0 ]]; then "$@"; return; fi
+  sudo -n true 2>/dev/null || die "$(id -un) is not root and has no passwordless sudo; run as root or grant it (e.g. '$(id -un) ALL=(ALL) NOPASSWD:ALL' in /etc/sudoers.d/)"
+  sudo -n "$@"
+}
 
 install_packages() {
   local missing=() p
@@ -30,25 +40,30 @@ lacks_sys_resource() {
   (( ((0x$bnd >> 24) & 1) == 0 ))
 }
 
-# Writes daemon.json; returns 0 if it changed.
+# Where the host needs it, adds our runtime wrapper to daemon.json, keeping every
+# other setting of an existing engine; returns 0 if the file changed.
 configure_docker() {
-  local want
-  if lacks_sys_resource; then
-    as_root install -m 0755 "$CI_DIR/runtime/certctl-runc" "$WRAPPER"
-    want=$(jq -n --arg p "$WRAPPER" '{"runtimes": {"certctl-runc": {"path": $p}}, "default-runtime": "certctl-runc"}')
-  else
-    want='{}'
-  fi
+  local have='{}' want
+  lacks_sys_resource || return 1
+  as_root install -m 0755 "$CI_DIR/runtime/certctl-runc" "$WRAPPER"
+  [[ -f /etc/docker/daemon.json ]] && have=$(jq -S . /etc/docker/daemon.json)
+  want=$(jq -S --arg p "$WRAPPER" '. + {"runtimes": ((.runtimes // {}) + {"certctl-runc": {"path": $p}}), "default-runtime": "certctl-runc"}' <<<"$have")
   as_root mkdir -p /etc/docker
-  if [[ -f /etc/docker/daemon.json ]] && [[ "$(jq -S . /etc/docker/daemon.json)" == "$(jq -S . <<<"$want")" ]]; then
-    return 1
-  fi
+  [[ $have == "$want" ]] && return 1
   log "writing /etc/docker/daemon.json (runc wrapper: $(lacks_sys_resource && echo yes || echo no))"
   jq . <<<"$want" | as_root tee /etc/docker/daemon.json >/dev/null
   return 0
 }
 
 docker_answers() { timeout 10 docker info >/dev/null 2>&1; }
+
+# A running daemon this user cannot reach: not in the docker group (or not since login).
+check_docker_access() {
+  docker_answers && return 0
+  [[ $(id -u) -ne 0 ]] && as_root docker info >/dev/null 2>&1 &&
+    die "dockerd runs but $(id -un) cannot reach it: add the user to the docker group (sudo usermod -aG docker $(id -un)) and log in again"
+  return 0
+}
 
 start_docker() {
   local changed=$1
@@ -68,6 +83,7 @@ start_docker() {
   fi
   local i
   for i in $(seq 60); do docker_answers && return 0; sleep 1; done
+  check_docker_access
   die "dockerd did not answer within 60 s; see $DOCKER_LOG"
 }
 
@@ -96,9 +112,10 @@ check_inotify() {
 check_disk() {
   local d free
   for d in "$CERTCTL_CACHE" /var/lib; do
+    mkdir -p "$d" 2>/dev/null || true
     free=$(df -BG --output=avail "$d" | tail -1 | tr -dc 0-9)
-    (( free >= MIN_FREE_GB )) ||
-      die "only ${free} GB free on $d; kind node images, Go builds and clusters need ${MIN_FREE_GB} GB. Free space (docker system prune -a; rm -rf $CERTCTL_CACHE/go/work) or set CERTCTL_CACHE elsewhere"
+    (( free >= MIN_FREE_GIB )) ||
+      die "only ${free} GiB free on $d; with CERTCTL_IMAGE_SOURCE=${CERTCTL_IMAGE_SOURCE:-auto} images, builds and clusters need ${MIN_FREE_GIB} GiB (ci/versions.env MIN_FREE_GIB_*). Free space (docker system prune -a; rm -rf $CERTCTL_CACHE/go/work) or set CERTCTL_CACHE elsewhere"
   done
 }
 
@@ -106,6 +123,7 @@ t0=$(date +%s)
 install_packages
 check_disk
 check_inotify
+check_docker_access
 if configure_docker; then start_docker yes; else start_docker no; fi
 check_runtime
 # /usr/sbin/dockerd 20.10 speaks API 1.41; a newer docker CLI earlier in PATH negotiates down.

@@ -72,6 +72,9 @@ if (( want_node )); then
 $KUBERNETES_VERSION (only for the default $KUBERNETES_DEFAULT_VERSION); build it offline (CERTCTL_IMAGE_SOURCE=offline)"
     out[NODE_IMAGE]=$KIND_NODE_IMAGE
     out[KUBERNETES_VERSION]=$(sed -n 's/^kindest\/node:\(v[0-9.]*\)@.*/\1/p' <<<"$KIND_NODE_IMAGE")
+    # The smoke test and the live probes need our netprobe; upstream nodes lack it.
+    lines=$(bash "$CI_DIR/offline/netprobe-image.sh")
+    while IFS='=' read -r k v; do out[$k]=$v; done <<<"$lines"
   fi
 fi
 if (( want_apps )); then
