@@ -14,7 +14,6 @@ tiers:
   fast   fmt, clippy, actionlint, the fast tests (unit, real PostgreSQL, real helm renders)
   e2e    host, images, tools, one kind cluster, the live matrix (sets up what it needs)
   gate   fast, then e2e, the shared set-up once (what .ci/run and the release gate run)
-  bench  the live matrix's wall time against its floor (bare cluster + helm install per mode)
 
 --flaky fail    (default) a test that passes only on retry fails the run unless allow-listed
 --flaky record  report flaky tests, never fail on them (the nightly)

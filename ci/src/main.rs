@@ -1,4 +1,4 @@
-//! `cargo run -p certctl-ci -- <fast|e2e|gate|bench> [--flaky fail|record]`, or
+//! `cargo run -p certctl-ci -- <fast|e2e|gate> [--flaky fail|record]`, or
 //! `judge <junit.xml>...`. Exit status: 0 passed, 1 failed, 2 bad usage.
 
 use std::path::PathBuf;

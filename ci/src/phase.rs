@@ -17,8 +17,6 @@ pub enum PhaseOutcome {
     Ok,
     /// It failed.
     Failed,
-    /// It was not needed (the note says why).
-    Skipped,
 }
 
 /// One finished phase.
@@ -30,7 +28,7 @@ pub struct PhaseRecord {
     pub elapsed: Duration,
     /// How it ended.
     pub outcome: PhaseOutcome,
-    /// A short note (what was skipped, what was reused).
+    /// A short note (what it used, where its log is).
     pub note: String,
 }
 
@@ -170,17 +168,6 @@ impl Phases {
         result
     }
 
-    /// Records a phase that did not need to run.
-    pub fn skip(&mut self, name: &str, why: &str) {
-        eprintln!("\n=== {name}: skipped ({why})");
-        self.records.push(PhaseRecord {
-            name: name.to_string(),
-            elapsed: Duration::ZERO,
-            outcome: PhaseOutcome::Skipped,
-            note: why.to_string(),
-        });
-    }
-
     /// Adds a note to the last phase recorded (what it reused, where its log is).
     pub fn annotate_last(&mut self, note: &str) {
         if let Some(r) = self.records.last_mut() {
@@ -219,7 +206,6 @@ fn outcome_word(o: &PhaseOutcome) -> &'static str {
     match o {
         PhaseOutcome::Ok => "ok",
         PhaseOutcome::Failed => "FAILED",
-        PhaseOutcome::Skipped => "skipped",
     }
 }
 
@@ -260,8 +246,8 @@ mod tests {
         assert_eq!(r.unwrap_err().to_string(), "broken");
         assert_eq!(phases.records()[0].outcome, PhaseOutcome::Failed);
         assert!(phases.table().contains("FAILED"));
-        phases.skip("bench", "not asked for");
-        assert!(phases.markdown().contains("| bench | 0.0s | skipped | not asked for |"), "{}", phases.markdown());
+        phases.annotate_last("log x.log");
+        assert!(phases.markdown().contains("| FAILED | log x.log |"), "{}", phases.markdown());
     }
 
     #[test]

@@ -14,8 +14,6 @@ pub enum Tier {
     E2e,
     /// `fast` then `e2e`: what the release gate and `.ci/run` run.
     Gate,
-    /// The live matrix's wall time against its floor and a peer tool.
-    Bench,
 }
 
 impl FromStr for Tier {
@@ -25,8 +23,7 @@ impl FromStr for Tier {
             "fast" => Ok(Self::Fast),
             "e2e" => Ok(Self::E2e),
             "gate" => Ok(Self::Gate),
-            "bench" => Ok(Self::Bench),
-            other => Err(format!("unknown tier `{other}`: expected fast, e2e, gate or bench")),
+            other => Err(format!("unknown tier `{other}`: expected fast, e2e or gate")),
         }
     }
 }
@@ -37,7 +34,6 @@ impl fmt::Display for Tier {
             Self::Fast => "fast",
             Self::E2e => "e2e",
             Self::Gate => "gate",
-            Self::Bench => "bench",
         })
     }
 }
@@ -69,8 +65,6 @@ pub enum Step {
     Cluster,
     /// The live tests under nextest (profile `e2e`).
     Live,
-    /// Bare cluster + `helm install --wait` per mode, and the peer tool.
-    Bench,
 }
 
 impl Step {
@@ -89,7 +83,6 @@ impl Step {
             Self::Smoke => "smoke",
             Self::Cluster => "cluster",
             Self::Live => "live",
-            Self::Bench => "bench",
         }
     }
 
@@ -110,7 +103,6 @@ impl Step {
             Self::Smoke => min(10),
             Self::Cluster => min(15),
             Self::Live => min(60),
-            Self::Bench => min(60),
         }
     }
 }
@@ -131,7 +123,6 @@ pub fn plan(tier: Tier) -> Vec<Step> {
         Tier::Fast => fast.to_vec(),
         Tier::E2e => live.to_vec(),
         Tier::Gate => fast.iter().chain(&live).copied().collect(),
-        Tier::Bench => vec![Host, Images, FastTools, LiveTools, Bench],
     };
     // Set-up shared by both halves of the gate runs once.
     let mut seen = Vec::new();
@@ -182,6 +173,6 @@ mod tests {
     #[test]
     fn tiers_parse_by_name() {
         assert_eq!("gate".parse::<Tier>().unwrap(), Tier::Gate);
-        assert!("all".parse::<Tier>().unwrap_err().contains("fast, e2e, gate or bench"));
+        assert!("all".parse::<Tier>().unwrap_err().contains("fast, e2e or gate"));
     }
 }

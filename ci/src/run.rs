@@ -206,7 +206,6 @@ fn run_step(step: Step, s: &Settings, state: &mut State, p: &Progress) -> Result
             state.artifacts.push(("bundles and step-level JUnit".into(), s.artifacts()));
             nextest(Profile::E2e, s, state, p)
         }
-        Step::Bench => crate::bench::run(s, &state.tools, p),
     }
 }
 

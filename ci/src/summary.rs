@@ -70,7 +70,7 @@ pub fn scenario_steps(dir: &Path) -> Result<Vec<StepRow>, ReadError> {
 /// Everything the summary shows.
 #[derive(Debug)]
 pub struct Summary<'a> {
-    /// `fast`, `e2e`, `gate`, `bench`.
+    /// `fast`, `e2e` or `gate`.
     pub tier: String,
     /// The run's result.
     pub passed: bool,
