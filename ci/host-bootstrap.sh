@@ -60,9 +60,11 @@ docker_answers() { timeout 10 docker info >/dev/null 2>&1; }
 # A running daemon this user cannot reach: not in the docker group (or not since login).
 check_docker_access() {
   docker_answers && return 0
-  [[ $(id -u) -ne 0 ]] && as_root docker info >/dev/null 2>&1 &&
+  [[ $(id -u) -eq 0 ]] && return 0
+  as_root true
+  if as_root docker info >/dev/null 2>&1; then
     die "dockerd runs but $(id -un) cannot reach it: add the user to the docker group (sudo usermod -aG docker $(id -un)) and log in again"
-  return 0
+  fi
 }
 
 start_docker() {

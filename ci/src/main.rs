@@ -52,7 +52,7 @@ fn main() -> ExitCode {
 fn settings(workspace: PathBuf, tier: Tier, flaky: certctl_ci::verdict::FlakyPolicy) -> Result<Settings, String> {
     let requested: Requested = std::env::var(source::ENV).unwrap_or_default().parse()?;
     let source = ImageSource::decide(requested, upstream_node_image_present(&workspace));
-    let cluster = std::env::var("CERTCTL_CLUSTER").ok().filter(|c| !c.is_empty()).unwrap_or_else(|| "certctl-e2e".into());
+    let cluster = std::env::var("CERTCTL_CLUSTER").ok().filter(|c| !c.is_empty());
     Ok(Settings { workspace, tier, flaky, source, cluster })
 }
 

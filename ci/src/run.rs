@@ -31,8 +31,9 @@ pub struct Settings {
     pub flaky: FlakyPolicy,
     /// Where images come from.
     pub source: ImageSource,
-    /// The kind cluster the live tier creates and every test process reuses.
-    pub cluster: String,
+    /// The kind cluster the live tier creates and every test process reuses
+    /// (`CERTCTL_CLUSTER`; unset, the harness's default name).
+    pub cluster: Option<String>,
 }
 
 impl Settings {
@@ -55,8 +56,10 @@ impl Settings {
             set("CERTCTL_TOOLS_SOURCE", self.source.default_tools_source());
         }
         set("CERTCTL_ARTIFACTS", &self.artifacts().to_string_lossy());
-        set("CERTCTL_CLUSTER", &self.cluster);
-        set("CERTCTL_SMOKE_CLUSTER", &format!("{}-smoke", self.cluster));
+        if let Some(cluster) = &self.cluster {
+            set("CERTCTL_CLUSTER", cluster);
+            set("CERTCTL_SMOKE_CLUSTER", &format!("{cluster}-smoke"));
+        }
         // The images phase ensured them; test processes only read images.env.
         set("CERTCTL_IMAGES", "skip");
     }
@@ -80,7 +83,7 @@ pub fn run(settings: &Settings) -> bool {
         "certctl-ci {}: image source {}, cluster {}, flaky tests {}",
         settings.tier,
         settings.source,
-        settings.cluster,
+        settings.cluster.as_deref().unwrap_or("(the harness's default)"),
         if settings.flaky == FlakyPolicy::Fail { "fail the run" } else { "are recorded" }
     );
     for step in plan::plan(settings.tier) {

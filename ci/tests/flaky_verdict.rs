@@ -23,7 +23,7 @@ fn nextest() -> PathBuf {
     }
     let pins = certctl_harness::tools::PinnedVersions::from_file(&workspace().join("ci/versions.env")).unwrap();
     let version = pins.get("NEXTEST_VERSION").unwrap();
-    let cached = certctl_harness::tools::cache_dir().join("tools/nextest").join(version).join("cargo-nextest");
+    let cached = certctl_harness::tools::cache_dir().join("tools/cargo-nextest").join(version).join("cargo-nextest");
     assert!(
         cached.is_file(),
         "cargo-nextest {version} not found at {}: run `bash ci/tools.sh nextest` (or set CERTCTL_NEXTEST)",
