@@ -425,8 +425,14 @@ pub fn normalize_image(image: &str) -> String {
     }
 }
 
+/// Writes through a temporary file and a rename: under nextest every test process
+/// reuses the cluster and exports its kubeconfig to the same path, and a reader must
+/// never see another process's half-written file.
 fn write(path: &Path, bytes: &[u8]) -> Result<(), ClusterError> {
-    std::fs::write(path, bytes).map_err(|source| ClusterError::Io { what: "cannot write", path: path.to_path_buf(), source })
+    let io = |source| ClusterError::Io { what: "cannot write", path: path.to_path_buf(), source };
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
 }
 
 /// Runs a command, returning its output or an error with the tail of stderr.
