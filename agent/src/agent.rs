@@ -207,7 +207,6 @@ impl Agent {
                 message: format!("server returned an unusable agent id {:?}", record.id),
             }));
         }
-        info!(agent_id = %record.id, name = %record.name, status = %record.status, "registered with the server");
         if let Some(credential) = record.credential.take() {
             // Stored before it is used, next to the keys: a restart must present it again.
             if let Err(e) = self.store.write_credential(&credential) {
@@ -219,6 +218,7 @@ impl Agent {
             }
             self.client.set_credential(Some(credential));
         }
+        info!(agent_id = %record.id, name = %record.name, status = %record.status, "registered with the server");
         if let Err(e) = self.store.write_agent_id(&record.id) {
             warn!(error = %chain(&e), "cannot record the agent id in the key directory");
         }

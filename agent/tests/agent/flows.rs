@@ -137,6 +137,10 @@ async fn restarted_agent_keeps_its_identity_and_sigterm_exits_cleanly() {
     let reason = String::from_utf8_lossy(&health.stdout);
     assert!(reason.contains("no liveness stamp"), "{reason}");
 
+    // The credential that proves the name is kept with the keys, readable by the agent only.
+    let credential = run.key_dir.join("agent.credential");
+    assert!(credential.is_file(), "the agent keeps its credential at {}", credential.display());
+    assert_eq!(mode(&credential), 0o600);
     let cert_before = fs::read_to_string(run.key_dir.join("agent.crt")).unwrap();
     let second = run.spawn();
     let events = second.wait_for_event_count("registered with the server", 2, ISSUE_TIMEOUT).await;
@@ -152,6 +156,32 @@ async fn restarted_agent_keeps_its_identity_and_sigterm_exits_cleanly() {
         .unwrap();
     assert_eq!(certs, 1, "a restart queues no second own certificate");
     assert_eq!(fs::read_to_string(run.key_dir.join("agent.crt")).unwrap(), cert_before, "certificate kept across restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_lost_its_credential_is_refused_with_the_fix_and_claims_its_name_after_a_reset() {
+    let stack = Stack::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let run = AgentRun::new(&stack, "node-l", work.path());
+    let mut first = run.spawn();
+    first.wait_for_file("agent.crt", ISSUE_TIMEOUT).await;
+    let registered = first.wait_for_event("registered with the server", ISSUE_TIMEOUT).await;
+    let id = registered["agent_id"].as_str().unwrap().to_string();
+    first.signal(Signal::SIGTERM);
+    assert!(first.wait_exit(Duration::from_secs(10)).await.success());
+
+    fs::remove_file(run.key_dir.join("agent.credential")).unwrap();
+    let second = run.spawn();
+    let refused = second.wait_for_event("the server refuses this agent's identity", ISSUE_TIMEOUT).await;
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(message.contains("agent.credential") && message.contains("/credential"), "names the file and the fix: {refused}");
+
+    let (status, body) = stack.api(Method::DELETE, &format!("/agents/{id}/credential"), None).await;
+    assert_eq!(status, 204, "{body}");
+    // The log holds both runs: the second registration is the claim.
+    let claimed = second.wait_for_event_count("registered with the server", 2, ISSUE_TIMEOUT).await;
+    assert_eq!(claimed[1]["agent_id"].as_str(), Some(id.as_str()), "the agent claims its own name again");
+    assert_eq!(mode(&run.key_dir.join("agent.credential")), 0o600, "and keeps the new credential");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
