@@ -169,6 +169,153 @@ Template-time refusals. Each message says exactly what to set.
 {{- else if not (or .Values.externalDatabase.url .Values.externalDatabase.existingSecret) -}}
 {{- fail "externalDatabase.url is required with postgresql.enabled=false: --set externalDatabase.url='postgres://USER:PASSWORD@HOST:5432/DB?sslmode=require' (or --set externalDatabase.existingSecret=NAME holding key database-url)" -}}
 {{- end -}}
+{{- include "certctl.validatePodSecurity" . -}}
+{{- include "certctl.validateConnectionBudget" . -}}
+{{- include "certctl.validateBackup" . -}}
+{{- if and .Values.networkPolicy.enabled (not .Values.postgresql.enabled) -}}
+{{- $_ := include "certctl.externalDatabaseEgress" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Pod Security: every securityContext map the chart turns into pods is checked against the
+level the operator says the namespace enforces, so a breaking value fails here with the
+fix instead of as a FailedCreate event at admission.
+*/}}
+{{- define "certctl.validatePodSecurity" -}}
+{{- $level := .Values.podSecurity.level | toString -}}
+{{- $maps := list (list "server" .Values.server.securityContext) -}}
+{{- if .Values.agent.enabled }}{{ $maps = append $maps (list "agent" .Values.agent.securityContext) }}{{ end -}}
+{{- if or .Values.postgresql.enabled .Values.backup.enabled }}{{ $maps = append $maps (list "postgresql" .Values.postgresql.securityContext) }}{{ end -}}
+{{- range $maps -}}
+{{- include "certctl.checkSecurityContext" (dict "level" $level "component" (index . 0) "sc" (index . 1)) -}}
+{{- end -}}
+{{- if and .Values.postgresql.enabled .Values.postgresql.volumePermissions.enabled (eq $level "restricted") -}}
+{{- fail `postgresql.volumePermissions.enabled=true runs a root init container with CAP_CHOWN, which Pod Security "restricted" forbids: use a StorageClass whose volumes honour fsGroup or are writable by uid 999 (see chart/README.md, "Pod Security and storage") and drop --set postgresql.volumePermissions.enabled=true, or, in a namespace enforcing "baseline", add --set podSecurity.level=baseline` -}}
+{{- end -}}
+{{- end -}}
+
+{{/* One operator securityContext map against a level: (dict "level" L "component" C "sc" MAP). */}}
+{{- define "certctl.checkSecurityContext" -}}
+{{- $level := .level -}}
+{{- if ne $level "privileged" -}}
+{{- $key := printf "%s.securityContext" .component -}}
+{{- $sc := .sc | default dict -}}
+{{- $or := printf ", or set podSecurity.level to the level your namespace enforces (now %s)" $level -}}
+{{- $why := printf "Pod Security %q refuses the pod otherwise" $level -}}
+{{- if $sc.privileged -}}
+{{- fail (printf "%s.privileged=true: %s; unset it%s" $key $why $or) -}}
+{{- end -}}
+{{- $caps := $sc.capabilities | default dict -}}
+{{- $seccomp := (($sc.seccompProfile | default dict).type | default "") | toString -}}
+{{- if eq $seccomp "Unconfined" -}}
+{{- fail (printf "%s.seccompProfile.type=Unconfined: %s; --set %s.seccompProfile.type=RuntimeDefault%s" $key $why $key $or) -}}
+{{- end -}}
+{{- $allowedAdd := list "AUDIT_WRITE" "CHOWN" "DAC_OVERRIDE" "FOWNER" "FSETID" "KILL" "MKNOD" "NET_BIND_SERVICE" "SETFCAP" "SETGID" "SETPCAP" "SETUID" "SYS_CHROOT" -}}
+{{- if eq $level "restricted" }}{{ $allowedAdd = list "NET_BIND_SERVICE" }}{{ end -}}
+{{- range ($caps.add | default list) -}}
+{{- if not (has (toString .) $allowedAdd) -}}
+{{- fail (printf "%s.capabilities.add has %s, but Pod Security %q allows adding only %s; remove it%s" $key . $level (join ", " $allowedAdd) $or) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $sc.procMount (ne (toString $sc.procMount) "Default") -}}
+{{- fail (printf "%s.procMount=%s: %s; unset it%s" $key $sc.procMount $why $or) -}}
+{{- end -}}
+{{- $se := $sc.seLinuxOptions | default dict -}}
+{{- if or $se.user $se.role (and $se.type (not (has (toString $se.type) (list "container_t" "container_init_t" "container_kvm_t" "container_engine_t")))) -}}
+{{- fail (printf "%s.seLinuxOptions: user and role must be unset and type one of container_t, container_init_t, container_kvm_t, container_engine_t: %s%s" $key $why $or) -}}
+{{- end -}}
+{{- $safeSysctls := list "kernel.shm_rmid_forced" "net.ipv4.ip_local_port_range" "net.ipv4.tcp_syncookies" "net.ipv4.ping_group_range" "net.ipv4.ip_unprivileged_port_start" "net.ipv4.ip_local_reserved_ports" "net.ipv4.tcp_keepalive_time" "net.ipv4.tcp_fin_timeout" "net.ipv4.tcp_keepalive_intvl" "net.ipv4.tcp_keepalive_probes" "net.ipv4.tcp_rmem" "net.ipv4.tcp_wmem" -}}
+{{- range ($sc.sysctls | default list) -}}
+{{- if not (has (toString .name) $safeSysctls) -}}
+{{- fail (printf "%s.sysctls has %s, not one of the safe sysctls (%s): %s; remove it%s" $key .name (join ", " $safeSysctls) $why $or) -}}
+{{- end -}}
+{{- end -}}
+{{- if eq $level "restricted" -}}
+{{- if ne (toString $sc.runAsNonRoot) "true" -}}
+{{- fail (printf "%s.runAsNonRoot must be true: %s; --set %s.runAsNonRoot=true%s" $key $why $key $or) -}}
+{{- end -}}
+{{- if and (hasKey $sc "runAsUser") (not (kindIs "invalid" $sc.runAsUser)) (eq (int $sc.runAsUser) 0) -}}
+{{- fail (printf "%s.runAsUser=0 runs as root: %s; --set %s.runAsUser=UID with a non-zero UID%s" $key $why $key $or) -}}
+{{- end -}}
+{{- if ne (toString $sc.allowPrivilegeEscalation) "false" -}}
+{{- fail (printf "%s.allowPrivilegeEscalation must be false: %s; --set %s.allowPrivilegeEscalation=false%s" $key $why $key $or) -}}
+{{- end -}}
+{{- if not (has $seccomp (list "RuntimeDefault" "Localhost")) -}}
+{{- fail (printf "%s.seccompProfile.type must be RuntimeDefault or Localhost: %s; --set %s.seccompProfile.type=RuntimeDefault%s" $key $why $key $or) -}}
+{{- end -}}
+{{- if not (has "ALL" ($caps.drop | default list)) -}}
+{{- fail (printf `%s.capabilities.drop must contain ALL: %s; --set-json '%s.capabilities.drop=["ALL"]'%s` $key $why $key $or) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Connection budget of the bundled PostgreSQL: every server pod (plus the one a rolling
+update adds per four replicas, the Deployment's default 25% surge) may open its whole
+pool, and a backup run holds one connection. Exceeding max_connections fails only under
+load (SQLSTATE 53300), so it is refused here rather than warned about in NOTES, which
+GitOps tools never show.
+*/}}
+{{- define "certctl.validateConnectionBudget" -}}
+{{- if .Values.postgresql.enabled -}}
+{{- $replicas := int .Values.server.replicas -}}
+{{- $pods := add $replicas (div (add $replicas 3) 4) -}}
+{{- $pool := int .Values.server.database.maxConnections -}}
+{{- $backup := ternary 1 0 (.Values.backup.enabled | default false) -}}
+{{- $need := add (mul $pods $pool) $backup -}}
+{{- $max := int .Values.postgresql.maxConnections -}}
+{{- if gt $need $max -}}
+{{- $fit := div (sub $max $backup) (max $pods 1) -}}
+{{- $lower := ternary (printf "lower the pool: --set server.database.maxConnections=%d, or " $fit) "" (ge $fit 1) -}}
+{{- fail (printf "server pools can exceed the bundled PostgreSQL's max_connections: %d server pods (server.replicas=%d plus %d a rolling update adds) x server.database.maxConnections=%d + %d backup connection(s) = %d > postgresql.maxConnections=%d, and connections past it fail with SQLSTATE 53300 under load; %sraise the limit: --set postgresql.maxConnections=%d" $pods $replicas (sub $pods $replicas) $pool $backup $need $max $lower $need) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "certctl.validateBackup" -}}
+{{- if and .Values.backup.enabled (not .Values.backup.sink.existingClaim) -}}
+{{- fail (printf "backup.enabled=true needs a sink: --set backup.sink.existingClaim=CLAIM (an existing PersistentVolumeClaim in namespace %s, writable by uid %v / fsGroup %v, that outlives the release)" .Release.Namespace (.Values.postgresql.securityContext.runAsUser | default 999) (.Values.postgresql.securityContext.fsGroup | default 999)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The external database as NetworkPolicy egress: a JSON list of {"cidr", "port"}, from
+networkPolicy.externalDatabase.cidrs, else from externalDatabase.url when its host is an
+IP address. Anything else is refused: a NetworkPolicy matches addresses, not names.
+*/}}
+{{- define "certctl.externalDatabaseEgress" -}}
+{{- $np := .Values.networkPolicy.externalDatabase -}}
+{{- $url := .Values.externalDatabase.url | toString -}}
+{{- $port := 5432 -}}
+{{- $cidrs := $np.cidrs | default list -}}
+{{- $why := "" -}}
+{{- if .Values.externalDatabase.existingSecret -}}
+{{- $why = printf "its URL is in Secret %s, which the chart does not read" .Values.externalDatabase.existingSecret -}}
+{{- else -}}
+{{- $u := urlParse $url -}}
+{{- $host := $u.host | toString -}}
+{{- $name := $u.hostname | toString -}}
+{{- with regexFind ":[0-9]+$" $host }}{{ $port = trimPrefix ":" . | atoi }}{{ end -}}
+{{- if or (contains "," $host) (regexMatch "(^|&)host(addr)?=" ($u.query | toString)) -}}
+{{- $why = "externalDatabase.url names several hosts or sets host/hostaddr parameters" -}}
+{{- else if regexMatch `^[0-9]{1,3}(\.[0-9]{1,3}){3}$` $name -}}
+{{- range splitList "." $name }}{{ if gt (atoi .) 255 }}{{ fail (printf "externalDatabase.url: %s is not an IPv4 address" $name) }}{{ end }}{{ end -}}
+{{- if not $cidrs }}{{ $cidrs = list (printf "%s/32" $name) }}{{ end -}}
+{{- else if and (contains ":" $name) (regexMatch "^[0-9A-Fa-f:.]+$" $name) -}}
+{{- if not $cidrs }}{{ $cidrs = list (printf "%s/128" $name) }}{{ end -}}
+{{- else -}}
+{{- $why = printf "externalDatabase.url's host %q is a DNS name" $name -}}
+{{- end -}}
+{{- end -}}
+{{- if not (kindIs "invalid" $np.port) }}{{ $port = int $np.port }}{{ end -}}
+{{- if not $cidrs -}}
+{{- fail (printf `networkPolicy.enabled=true with an external database: the server's egress to it cannot be derived (%s; a NetworkPolicy matches addresses, not names): --set-json 'networkPolicy.externalDatabase.cidrs=["10.0.0.5/32"]' with the address block(s) the database answers on, and --set networkPolicy.externalDatabase.port=PORT unless it is %d` $why $port) -}}
+{{- end -}}
+{{- $out := list -}}
+{{- range $cidrs }}{{ $out = append $out (dict "cidr" . "port" $port) }}{{ end -}}
+{{- toJson $out -}}
 {{- end -}}
 
 {{/*
@@ -181,3 +328,35 @@ Where the agent's key volume is mounted: the parent of agent.keyDir.
 {{- end -}}
 {{- $parent -}}
 {{- end }}
+
+{{/* NetworkPolicy egress rule: DNS (any resolver, UDP and TCP 53). */}}
+{{- define "certctl.egressToDns" -}}
+- ports:
+    - protocol: UDP
+      port: 53
+    - protocol: TCP
+      port: 53
+{{- end -}}
+
+{{/* NetworkPolicy egress rules of a database client: DNS and the database, bundled or external. */}}
+{{- define "certctl.egressToDatabase" -}}
+{{ include "certctl.egressToDns" . }}
+{{- if .Values.postgresql.enabled }}
+- to:
+    - podSelector:
+        matchLabels:
+          {{- include "certctl.selectorLabels" (dict "ctx" $ "component" "postgresql") | nindent 10 }}
+  ports:
+    - protocol: TCP
+      port: 5432
+{{- else }}
+{{- range (include "certctl.externalDatabaseEgress" . | fromJsonArray) }}
+- to:
+    - ipBlock:
+        cidr: {{ .cidr | quote }}
+  ports:
+    - protocol: TCP
+      port: {{ .port }}
+{{- end }}
+{{- end }}
+{{- end -}}

@@ -6,8 +6,10 @@
 //! - [`strict`]: every rendered object checked field by field against the Kubernetes
 //!   schema (k8s-openapi types for built-in kinds, CRD schemas for custom resources).
 //! - [`crd`]: a structural validator for CRD `openAPIV3Schema`s.
+//! - [`pod_security`]: the Pod Security "restricted" profile over rendered pod templates.
 
 pub mod crd;
 pub mod modes;
+pub mod pod_security;
 pub mod render;
 pub mod strict;

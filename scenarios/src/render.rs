@@ -154,6 +154,7 @@ pub struct Render {
     release: String,
     namespace: String,
     chart: PathBuf,
+    kube_version: Option<String>,
     args: Vec<String>,
 }
 
@@ -166,7 +167,7 @@ impl Default for Render {
 impl Render {
     /// Release `c` in namespace `certctl`, the chart of this workspace, no values.
     pub fn new() -> Self {
-        Self { release: "c".into(), namespace: "certctl".into(), chart: chart_dir(), args: Vec::new() }
+        Self { release: "c".into(), namespace: "certctl".into(), chart: chart_dir(), kube_version: None, args: Vec::new() }
     }
 
     /// The same, with a mode's values file.
@@ -213,6 +214,12 @@ impl Render {
         self
     }
 
+    /// `--kube-version`, instead of the pinned cluster version.
+    pub fn kube_version(mut self, version: &str) -> Self {
+        self.kube_version = Some(version.to_owned());
+        self
+    }
+
     /// The full argument list after `helm`.
     pub fn args(&self) -> Vec<String> {
         let mut args = vec![
@@ -223,11 +230,10 @@ impl Render {
             self.namespace.clone(),
         ];
         // Render for the Kubernetes version the clusters run, whatever helm's default.
-        if let Ok(pins) = PinnedVersions::load() {
-            if let Ok(v) = pins.get("KUBERNETES_VERSION") {
-                args.push("--kube-version".into());
-                args.push(v.to_owned());
-            }
+        let pinned = || PinnedVersions::load().ok().and_then(|pins| pins.get("KUBERNETES_VERSION").ok().map(str::to_owned));
+        if let Some(v) = self.kube_version.clone().or_else(pinned) {
+            args.push("--kube-version".into());
+            args.push(v);
         }
         args.extend(self.args.iter().cloned());
         args

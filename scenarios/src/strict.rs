@@ -7,7 +7,7 @@
 //! server silently prunes (a `readOnlyRootFilesystem` at pod scope, an upstream defect).
 //! Custom resources are validated against their CRD's `openAPIV3Schema`.
 
-use k8s_openapi::api::{apps, core, networking, policy, rbac};
+use k8s_openapi::api::{apps, batch, core, networking, policy, rbac};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -44,6 +44,7 @@ pub fn check(object: &Object, crds: &CrdSchemas) -> Vec<Violation> {
         ("apps/v1", "Deployment") => roundtrip::<apps::v1::Deployment>(v),
         ("apps/v1", "StatefulSet") => roundtrip::<apps::v1::StatefulSet>(v),
         ("apps/v1", "DaemonSet") => roundtrip::<apps::v1::DaemonSet>(v),
+        ("batch/v1", "CronJob") => roundtrip::<batch::v1::CronJob>(v),
         ("rbac.authorization.k8s.io/v1", "ClusterRole") => roundtrip::<rbac::v1::ClusterRole>(v),
         ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => roundtrip::<rbac::v1::ClusterRoleBinding>(v),
         ("networking.k8s.io/v1", "Ingress") => roundtrip::<networking::v1::Ingress>(v),

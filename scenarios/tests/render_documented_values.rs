@@ -27,6 +27,24 @@ fn bases() -> Vec<Base> {
             extra: vec![("externalDatabase.url", json!("")), ("externalDatabase.existingSecret", json!("db"))],
         },
         Base { name: "cert-manager+", mode: Mode::CertManager, extra: wide() },
+        Base {
+            name: "external-db by address, policy on",
+            mode: Mode::ExternalDb,
+            extra: vec![
+                ("externalDatabase.url", json!("postgres://certctl:pw@192.0.2.10:5432/certctl?sslmode=disable")),
+                ("networkPolicy.enabled", json!(true)),
+            ],
+        },
+        Base {
+            name: "backup on",
+            mode: Mode::Default,
+            extra: vec![("backup.enabled", json!(true)), ("backup.sink.existingClaim", json!("backups"))],
+        },
+        Base {
+            name: "baseline storage",
+            mode: Mode::Default,
+            extra: vec![("podSecurity.level", json!("baseline")), ("postgresql.volumePermissions.enabled", json!(true))],
+        },
     ]
 }
 
@@ -88,6 +106,7 @@ fn mutate(path: &str, current: &Value) -> Value {
         ("kind", Value::String(s)) if s.ends_with("Issuer") => {
             json!(if s == "Issuer" { "ClusterIssuer" } else { "Issuer" })
         }
+        ("level", _) if path == "podSecurity.level" => json!(if current == "restricted" { "baseline" } else { "restricted" }),
         ("level", _) => json!(if current == "debug" { "info" } else { "debug" }),
         ("format", _) => json!(if current == "text" { "json" } else { "text" }),
         ("type", _) if path.ends_with("auth.type") => {
@@ -107,6 +126,7 @@ fn mutate(path: &str, current: &Value) -> Value {
         ("tolerations", _) => json!([{"key": "m", "operator": "Exists"}]),
         ("imagePullSecrets", _) => json!([{"name": "m"}]),
         ("extraIngress" | "extraEgress", _) => json!([{"ports": [{"port": 1}]}]),
+        ("cidrs", _) => json!(["10.9.9.0/24"]),
         ("relabelings", _) => json!([{"action": "keep", "regex": "m"}]),
         ("env", _) => json!({"MUTATED": "x"}),
         ("affinity", _) => json!({"nodeAffinity": {}}),

@@ -4,6 +4,7 @@
 mod support;
 
 use certctl_scenarios::render::Render;
+use serde_json::json;
 use support::{receipts, render_all};
 
 /// (what, render, fragments the message must contain)
@@ -50,6 +51,79 @@ fn cases() -> Vec<(&'static str, Render, Vec<&'static str>)> {
             receipts::default().set("server.auth.type", "basic"),
             vec!["server.auth.type=\"basic\" is not supported", "--set server.auth.type=api-key"],
         ),
+        (
+            "root init container under restricted",
+            receipts::default().set("postgresql.volumePermissions.enabled", "true"),
+            vec!["postgresql.volumePermissions.enabled=true", "root init container", "\"restricted\" forbids", "--set podSecurity.level=baseline"],
+        ),
+        (
+            "root server under restricted",
+            receipts::default().set("server.securityContext.runAsNonRoot", "false"),
+            vec!["server.securityContext.runAsNonRoot must be true", "--set server.securityContext.runAsNonRoot=true", "podSecurity.level"],
+        ),
+        (
+            "privilege escalation under restricted",
+            receipts::default().set("agent.securityContext.allowPrivilegeEscalation", "true"),
+            vec!["agent.securityContext.allowPrivilegeEscalation must be false", "--set agent.securityContext.allowPrivilegeEscalation=false"],
+        ),
+        (
+            "uid 0 under restricted",
+            receipts::default().set("postgresql.securityContext.runAsUser", "0"),
+            vec!["postgresql.securityContext.runAsUser=0 runs as root"],
+        ),
+        (
+            "a capability beyond baseline",
+            receipts::default().set("podSecurity.level", "baseline").set_json("server.securityContext.capabilities.add", &json!(["SYS_ADMIN"])),
+            vec!["server.securityContext.capabilities.add has SYS_ADMIN", "Pod Security \"baseline\""],
+        ),
+        (
+            "no seccomp profile under baseline",
+            receipts::default().set("podSecurity.level", "baseline").set("agent.securityContext.seccompProfile.type", "Unconfined"),
+            vec!["agent.securityContext.seccompProfile.type=Unconfined", "--set agent.securityContext.seccompProfile.type=RuntimeDefault"],
+        ),
+        (
+            "backup without a sink",
+            receipts::default().set("backup.enabled", "true"),
+            vec!["backup.enabled=true needs a sink", "--set backup.sink.existingClaim=CLAIM", "namespace certctl", "uid 999"],
+        ),
+        (
+            "server pools past max_connections",
+            receipts::default().set("server.replicas", "3").set("server.database.maxConnections", "40"),
+            vec![
+                "4 server pods (server.replicas=3 plus 1 a rolling update adds) x server.database.maxConnections=40 + 0 backup connection(s) = 160 > postgresql.maxConnections=100",
+                "SQLSTATE 53300",
+                "--set server.database.maxConnections=25",
+                "--set postgresql.maxConnections=160",
+            ],
+        ),
+        (
+            "a backup connection past max_connections",
+            receipts::ha().set("backup.enabled", "true").set("backup.sink.existingClaim", "b"),
+            vec!["+ 1 backup connection(s) = 101 > postgresql.maxConnections=100", "--set server.database.maxConnections=24", "--set postgresql.maxConnections=101"],
+        ),
+        (
+            "network policy for an external database by name",
+            receipts::external_db().set("networkPolicy.enabled", "true"),
+            vec![
+                "externalDatabase.url's host \"h\" is a DNS name",
+                "a NetworkPolicy matches addresses, not names",
+                "--set-json 'networkPolicy.externalDatabase.cidrs=[\"10.0.0.5/32\"]'",
+                "unless it is 5432",
+            ],
+        ),
+        (
+            "network policy for an external database in a Secret",
+            receipts::external_db()
+                .set("externalDatabase.url", "")
+                .set("externalDatabase.existingSecret", "db")
+                .set("networkPolicy.enabled", "true"),
+            vec!["its URL is in Secret db, which the chart does not read", "networkPolicy.externalDatabase.cidrs"],
+        ),
+        (
+            "network policy for a multi-host external database",
+            receipts::external_db().set("externalDatabase.url", "postgres://u:p@10.0.0.1:5432\\,10.0.0.2:5433/db").set("networkPolicy.enabled", "true"),
+            vec!["names several hosts", "networkPolicy.externalDatabase.cidrs"],
+        ),
     ]
 }
 
@@ -82,6 +156,19 @@ fn each_refusal_is_lifted_by_the_value_it_names() {
         receipts::external_db().set("externalDatabase.url", "postgres://h/db"),
         receipts::external_db().set("externalDatabase.url", "").set("externalDatabase.existingSecret", "db"),
         receipts::default().set("server.auth.type", "none").set("server.auth.apiKey", ""),
+        receipts::default().set("postgresql.volumePermissions.enabled", "true").set("podSecurity.level", "baseline"),
+        receipts::default().set("server.securityContext.runAsNonRoot", "false").set("podSecurity.level", "baseline"),
+        receipts::default()
+            .set("podSecurity.level", "privileged")
+            .set_json("server.securityContext.capabilities.add", &json!(["SYS_ADMIN"])),
+        receipts::default().set("backup.enabled", "true").set("backup.sink.existingClaim", "backups"),
+        receipts::default().set("server.replicas", "3").set("server.database.maxConnections", "40").set("postgresql.maxConnections", "160"),
+        receipts::default().set("server.replicas", "3").set("server.database.maxConnections", "25"),
+        receipts::ha().set("backup.enabled", "true").set("backup.sink.existingClaim", "b").set("server.database.maxConnections", "24"),
+        receipts::external_db()
+            .set("networkPolicy.enabled", "true")
+            .set_json("networkPolicy.externalDatabase.cidrs", &json!(["10.0.0.0/24"])),
+        receipts::external_db().set("networkPolicy.enabled", "true").set("externalDatabase.url", "postgres://u:p@10.0.0.5:5432/db"),
     ];
     for (i, r) in render_all(&fixed).into_iter().enumerate() {
         if let Err(e) = r {

@@ -38,6 +38,11 @@ fn variants() -> Vec<(String, Render)> {
         .set_json("ingress.tls", &json!([{"hosts": ["certctl.example.com"], "secretName": "ingress-tls"}]))
         .set("kubernetesSecrets.enabled", "true")
         .set("networkPolicy.postgresql.enabled", "true")
+        .set("networkPolicy.agent.enabled", "true")
+        .set("backup.enabled", "true")
+        .set("backup.sink.existingClaim", "backups")
+        .set_json("backup.resources", &json!({"limits": {"memory": "256Mi"}}))
+        .set("postgresql.maxConnections", "200")
         .set_json(
             "networkPolicy.extraIngress",
             &json!([{"from": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
@@ -64,6 +69,18 @@ fn variants() -> Vec<(String, Render)> {
         .set_json("postgresql.resources", &json!({"requests": {"cpu": "100m", "memory": "256Mi"}}))
         .set_json("serviceAccount.annotations", &json!({"example.com/role": "certctl"}));
     v.push(("everything on".into(), everything));
+    v.push((
+        "external, policy and backup".into(),
+        Render::mode(Mode::ExternalDb)
+            .set("externalDatabase.url", "postgres://u:p@[fd00::7]:5433/db")
+            .set("networkPolicy.enabled", "true")
+            .set("backup.enabled", "true")
+            .set("backup.sink.existingClaim", "backups"),
+    ));
+    v.push((
+        "baseline storage".into(),
+        Render::mode(Mode::Default).set("podSecurity.level", "baseline").set("postgresql.volumePermissions.enabled", "true"),
+    ));
     v.push(("pdb maxUnavailable".into(), Render::mode(Mode::Ha).set("podDisruptionBudget.maxUnavailable", "1")));
     v.push(("auth none".into(), Render::mode(Mode::Default).set("server.auth.type", "none").set("server.auth.apiKey", "")));
     v.push((
@@ -121,6 +138,7 @@ fn every_rendered_object_matches_the_kubernetes_schema() {
         "ServiceMonitor",
         "PodDisruptionBudget",
         "NetworkPolicy",
+        "CronJob",
     ] {
         assert!(kinds.contains(kind), "{kind} never rendered, so never checked: {kinds:?}");
     }

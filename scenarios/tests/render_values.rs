@@ -245,9 +245,10 @@ fn network_policy_admits_agents_and_allows_dns_and_bundled_postgres() {
         Render::mode(Mode::Ha),
         Render::mode(Mode::ExternalDb)
             .set("networkPolicy.enabled", "true")
+            .set_json("networkPolicy.externalDatabase.cidrs", &json!(["192.0.2.10/32"]))
             .set_json(
                 "networkPolicy.extraEgress",
-                &json!([{"to": [{"ipBlock": {"cidr": "192.0.2.10/32"}}], "ports": [{"protocol": "TCP", "port": 5432}]}]),
+                &json!([{"to": [{"ipBlock": {"cidr": "198.51.100.0/24"}}], "ports": [{"protocol": "TCP", "port": 3128}]}]),
             )
             .set_json("networkPolicy.extraIngress", &json!([{"from": [{"namespaceSelector": {}}], "ports": [{"port": 8443}]}])),
         Render::mode(Mode::Ha).set("networkPolicy.postgresql.enabled", "true"),
@@ -269,8 +270,9 @@ fn network_policy_admits_agents_and_allows_dns_and_bundled_postgres() {
 
     let ext = results[1].as_ref().unwrap();
     let spec = &ext.expect("NetworkPolicy", &format!("{F}-server")).0["spec"];
-    assert_eq!(spec["egress"].as_array().unwrap().len(), 2, "DNS + the extra rule, no bundled postgres");
+    assert_eq!(spec["egress"].as_array().unwrap().len(), 3, "DNS + the external database + the extra rule, no bundled postgres");
     assert_eq!(spec["egress"][1]["to"][0]["ipBlock"]["cidr"], "192.0.2.10/32");
+    assert_eq!(spec["egress"][2]["to"][0]["ipBlock"]["cidr"], "198.51.100.0/24");
     assert_eq!(spec["ingress"].as_array().unwrap().len(), 2);
     assert_eq!(spec["ingress"][1]["from"], json!([{"namespaceSelector": {}}]));
 

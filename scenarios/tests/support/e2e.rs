@@ -173,12 +173,15 @@ pub fn live_overrides(env: &TestEnv) -> serde_json::Value {
     serde_json::json!({
         "server": {"image": env.images.server.values()},
         "agent": {"image": env.images.agent.values()},
-        // kind's default StorageClass makes host-path volumes, which ignore fsGroup.
+        // kind's default StorageClass offline (kubernetes.io/host-path) makes root-owned
+        // 0750 directories that ignore fsGroup: only the root init container can hand
+        // them over, and Pod Security "restricted" forbids it.
         "postgresql": {
             "image": env.images.postgres.values(),
             "storage": {"size": "1Gi"},
             "volumePermissions": {"enabled": true},
         },
+        "podSecurity": {"level": "baseline"},
     })
 }
 
