@@ -80,7 +80,7 @@ pub fn restricted(template: &Value) -> Vec<Finding> {
     let mut out = Findings::default();
     let spec = &template["spec"];
     let pod_sc = &spec["securityContext"];
-    let containers = containers(spec);
+    let all = containers(spec);
 
     if spec["os"]["name"].as_str() == Some("windows") || spec["hostUsers"] == Value::Bool(false) {
         out.add("scope", ".spec", "a Windows or user-namespaced pod: this check models neither, so it cannot pass it");
@@ -103,7 +103,7 @@ pub fn restricted(template: &Value) -> Vec<Finding> {
             out.add("sysctls", format!(".spec.securityContext.sysctls[{i}]"), format!("{name:?} is not a safe sysctl"));
         }
     }
-    for c in &containers {
+    for c in &all {
         let sc = &c.value["securityContext"];
         let at = format!("{}.securityContext", c.path);
         if sc["windowsOptions"]["hostProcess"] == Value::Bool(true) {
@@ -156,7 +156,7 @@ pub fn restricted(template: &Value) -> Vec<Finding> {
             );
         }
     }
-    for c in &containers {
+    for c in &all {
         let sc = &c.value["securityContext"];
         let at = format!("{}.securityContext", c.path);
         if sc["allowPrivilegeEscalation"] != Value::Bool(false) {

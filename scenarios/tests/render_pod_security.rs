@@ -7,7 +7,7 @@ mod support;
 use std::collections::BTreeSet;
 
 use certctl_scenarios::modes::Mode;
-use certctl_scenarios::pod_security::{pod_templates, restricted};
+use certctl_scenarios::pod_security::{pod_template, pod_templates, restricted};
 use certctl_scenarios::render::{Render, Rendered};
 use serde_json::json;
 use support::{render, render_all};
@@ -17,7 +17,7 @@ fn variants() -> Vec<(String, Render)> {
     let mut v: Vec<(String, Render)> = Mode::ALL.into_iter().map(|m| (m.to_string(), Render::mode(m))).collect();
     let backup = |r: Render| r.set("backup.enabled", "true").set("backup.sink.existingClaim", "backups");
     v.push(("agent Deployment".into(), Render::mode(Mode::Default).set("agent.kind", "Deployment")));
-    v.push(("backup, bundled".into(), backup(Render::mode(Mode::Ha))));
+    v.push(("backup, bundled".into(), backup(Render::mode(Mode::Default))));
     v.push(("backup, external".into(), backup(Render::mode(Mode::ExternalDb))));
     v.push((
         "seLinux level and supplementalGroups".into(),
@@ -64,7 +64,7 @@ fn every_pod_of_every_mode_meets_restricted() {
 fn the_volume_permissions_init_container_is_what_restricted_refuses() {
     let r = render(&Render::mode(Mode::Default).set("podSecurity.level", "baseline").set("postgresql.volumePermissions.enabled", "true"));
     let pg = r.expect("StatefulSet", "c-certctl-postgres");
-    let template = certctl_scenarios::pod_security::pod_template(pg).expect("a pod template");
+    let template = pod_template(pg).expect("a pod template");
     let mut got: Vec<(String, String)> = restricted(template).into_iter().map(|f| (f.check.to_owned(), f.path)).collect();
     got.sort();
     let init = ".spec.initContainers[0].securityContext";
@@ -92,7 +92,7 @@ fn baseline_lets_through_what_restricted_refuses() {
     for ((key, value, check), r) in cases.iter().zip(render_all(&renders)) {
         let r = r.unwrap_or_else(|e| panic!("baseline refused {key}={value}: {e}"));
         let server = r.expect("Deployment", "c-certctl-server");
-        let got: Vec<&str> = restricted(certctl_scenarios::pod_security::pod_template(server).unwrap()).iter().map(|f| f.check).collect();
+        let got: Vec<&str> = restricted(pod_template(server).unwrap()).iter().map(|f| f.check).collect();
         assert_eq!(got, vec![*check], "{key}={value}");
     }
 }
