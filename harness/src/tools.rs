@@ -7,10 +7,12 @@
 //!   (`HELM4_VERSION`) as *the* helm of a run;
 //! - `CERTCTL_KUBERNETES` = one of `KUBERNETES_OTHER_VERSIONS`: its `K8S_<version>_<KEY>`
 //!   pins replace `KEY` (kind, kubectl, the node image's components), the rule
-//!   `ci/lib.sh` applies to the same file. Candidates, in order: `$CERTCTL_<NAME>` (an explicit path), every
-//! `<name>` on `PATH`, then the cache `$CERTCTL_CACHE/tools/<name>/<version>/<name>` that
-//! `bash ci/tools.sh` fills. Nothing here downloads or builds: a missing tool is an error
-//! that says to run `bash ci/tools.sh`.
+//!   `ci/lib.sh` applies to the same file.
+//!
+//! Candidates, in order: `$CERTCTL_<NAME>` (an explicit path), every `<name>` on `PATH`,
+//! then the cache `$CERTCTL_CACHE/tools/<name>/<version>/<name>` that `bash ci/tools.sh`
+//! fills. Nothing here downloads or builds: a missing tool is an error that says to run
+//! `bash ci/tools.sh`.
 //!
 //! # Example
 //! ```no_run
