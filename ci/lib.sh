@@ -26,6 +26,9 @@ select_kubernetes() {
   for var in $(compgen -v "$prefix"); do printf -v "${var#"$prefix"}" '%s' "${!var}"; done
 }
 select_kubernetes
+# The image set ci/offline/ensure.sh writes: a selected version has its own, so runs of
+# different versions never overwrite each other's (harness/src/images.rs reads the same name).
+IMAGES_ENV="$CERTCTL_CACHE/images${CERTCTL_KUBERNETES:+-$CERTCTL_KUBERNETES}.env"
 # sbin too: minimal shells (cron, env -i) leave out where sysctl, ip and iptables live.
 export PATH="/usr/local/go/bin:$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 mkdir -p "$CERTCTL_CACHE/stamps" "$CERTCTL_CACHE/logs"

@@ -8,7 +8,6 @@
 #   CERTCTL_KEEP_CLUSTER=always|failure|never (default never): keep the cluster.
 #   CERTCTL_SMOKE_CLUSTER: cluster name (default certctl-smoke).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-IMAGES_ENV="$CERTCTL_CACHE/images.env"
 CLUSTER=${CERTCTL_SMOKE_CLUSTER:-certctl-smoke}
 KEEP=${CERTCTL_KEEP_CLUSTER:-never}
 HOLD_SECONDS=10

@@ -264,14 +264,23 @@ fn minor(version: &str) -> &str {
     version.match_indices('.').nth(1).map_or(version, |(i, _)| &version[..i])
 }
 
-/// Where the images entry point writes the image set.
+/// Where the images entry point writes the image set: `images.env`, or
+/// `images-<version>.env` for the version `CERTCTL_KUBERNETES` selects.
 ///
 /// # Example
 /// ```
-/// assert!(certctl_harness::images::images_env_path().ends_with("images.env"));
+/// let path = certctl_harness::images::images_env_path();
+/// assert!(path.file_name().unwrap().to_str().unwrap().starts_with("images"));
 /// ```
 pub fn images_env_path() -> PathBuf {
-    crate::tools::cache_dir().join("images.env")
+    crate::tools::cache_dir().join(images_env_name(std::env::var("CERTCTL_KUBERNETES").ok().as_deref()))
+}
+
+fn images_env_name(selected_kubernetes: Option<&str>) -> String {
+    match selected_kubernetes.filter(|v| !v.is_empty()) {
+        Some(v) => format!("images-{v}.env"),
+        None => "images.env".into(),
+    }
 }
 
 /// Runs the images entry point (which skips unchanged stages), its output
@@ -353,6 +362,13 @@ mod tests {
     fn registry_port_is_not_a_tag() {
         let i = ImageRef::parse("localhost:5000/x");
         assert_eq!((i.repository.as_str(), i.tag.as_str()), ("localhost:5000/x", "latest"));
+    }
+
+    #[test]
+    fn each_selected_kubernetes_version_has_its_own_image_set() {
+        assert_eq!(images_env_name(None), "images.env");
+        assert_eq!(images_env_name(Some("")), "images.env");
+        assert_eq!(images_env_name(Some("v1.37.2")), "images-v1.37.2.env");
     }
 
     #[test]
