@@ -127,6 +127,22 @@ impl Rendered {
         Ok(Self { objects, yaml: yaml.to_owned() })
     }
 
+    /// Where `other` renders something else: the first object (by `Kind/name`) that one
+    /// render lacks or renders differently, and the JSON pointer of the first difference.
+    /// `None` when both hold the same objects.
+    pub fn difference(&self, other: &Rendered) -> Option<String> {
+        let ids = |r: &Rendered| r.objects.iter().map(Object::id).collect::<BTreeSet<_>>();
+        let (mine, theirs) = (ids(self), ids(other));
+        if mine != theirs {
+            let only = |a: &BTreeSet<String>, b: &BTreeSet<String>| a.difference(b).cloned().collect::<Vec<_>>().join(", ");
+            return Some(format!("objects only in the first: [{}]; only in the second: [{}]", only(&mine, &theirs), only(&theirs, &mine)));
+        }
+        self.objects.iter().find_map(|a| {
+            let b = other.objects.iter().find(|b| b.id() == a.id())?;
+            first_difference(&a.0, &b.0, String::new()).map(|at| format!("{} differs at {at}", a.id()))
+        })
+    }
+
     /// `(kind, name)` of every object.
     pub fn kinds_and_names(&self) -> BTreeSet<(String, String)> {
         self.objects.iter().map(|o| (o.kind().to_owned(), o.name().to_owned())).collect()
@@ -146,6 +162,31 @@ impl Rendered {
     pub fn of_kind<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Object> + 'a {
         self.objects.iter().filter(move |o| o.kind() == kind)
     }
+}
+
+/// The JSON pointer of the first place `a` and `b` differ, with both values there.
+fn first_difference(a: &Value, b: &Value, at: String) -> Option<String> {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            keys.into_iter().find_map(|k| {
+                let path = format!("{at}/{k}");
+                match (x.get(k), y.get(k)) {
+                    (Some(p), Some(q)) => first_difference(p, q, path),
+                    (p, q) => Some(format!("{path}: {} vs {}", shown(p), shown(q))),
+                }
+            })
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            x.iter().zip(y).enumerate().find_map(|(i, (p, q))| first_difference(p, q, format!("{at}/{i}")))
+        }
+        _ if a == b => None,
+        _ => Some(format!("{}: {a} vs {b}", if at.is_empty() { "/" } else { &at })),
+    }
+}
+
+fn shown(v: Option<&Value>) -> String {
+    v.map_or_else(|| "(absent)".to_owned(), Value::to_string)
 }
 
 /// A `helm template` invocation (builder).
@@ -270,4 +311,37 @@ pub fn lint(helm: &Tool, values: &Path) -> Result<String, RenderError> {
     let args =
         vec!["lint".to_owned(), "--strict".to_owned(), chart_dir().display().to_string(), "-f".to_owned(), values.display().to_string()];
     run_helm(helm, &args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rendered;
+
+    fn parse(yaml: &str) -> Rendered {
+        Rendered::parse(yaml).unwrap()
+    }
+
+    #[test]
+    fn renders_with_the_same_objects_do_not_differ() {
+        let a = "kind: ConfigMap\napiVersion: v1\nmetadata: {name: a}\ndata: {x: '1'}\n---\nkind: Secret\napiVersion: v1\nmetadata: {name: s}\n";
+        let b = "kind: Secret\napiVersion: v1\nmetadata: {name: s}\n---\nkind: ConfigMap\napiVersion: v1\nmetadata: {name: a}\ndata: {x: '1'}\n";
+        assert_eq!(parse(a).difference(&parse(b)), None);
+    }
+
+    #[test]
+    fn a_difference_names_the_object_and_the_pointer() {
+        let a = parse("kind: Deployment\napiVersion: apps/v1\nmetadata: {name: d}\nspec: {template: {spec: {containers: [{name: s, env: [{name: A}]}]}}}\n");
+        let b = parse("kind: Deployment\napiVersion: apps/v1\nmetadata: {name: d}\nspec: {template: {spec: {containers: [{name: s, env: [{name: B}]}]}}}\n");
+        assert_eq!(a.difference(&b).unwrap(), r#"Deployment/d differs at /spec/template/spec/containers/0/env/0/name: "A" vs "B""#);
+        let c = parse("kind: Deployment\napiVersion: apps/v1\nmetadata: {name: d, labels: {x: y}}\n");
+        let d = parse("kind: Deployment\napiVersion: apps/v1\nmetadata: {name: d}\n");
+        assert_eq!(c.difference(&d).unwrap(), r#"Deployment/d differs at /metadata/labels: {"x":"y"} vs (absent)"#);
+    }
+
+    #[test]
+    fn a_missing_object_is_named() {
+        let a = parse("kind: Secret\napiVersion: v1\nmetadata: {name: s}\n---\nkind: Service\napiVersion: v1\nmetadata: {name: svc}\n");
+        let b = parse("kind: Secret\napiVersion: v1\nmetadata: {name: s}\n");
+        assert_eq!(a.difference(&b).unwrap(), "objects only in the first: [Service/svc]; only in the second: []");
+    }
 }

@@ -1,4 +1,7 @@
-//! Shared by the render tests: the pinned helm, concurrent renders, the audit's receipts.
+//! Shared by the render tests: the pinned helms, concurrent renders, the audit's receipts.
+//!
+//! Every render runs under Helm 3 and Helm 4 and must give the same objects (or a refusal)
+//! under both; tests see the result of the helm `CERTCTL_HELM_MAJOR` selects (default 3).
 #![allow(dead_code)]
 
 use std::sync::OnceLock;
@@ -6,18 +9,39 @@ use std::sync::OnceLock;
 use certctl_harness::tools::{Tool, Tools};
 use certctl_scenarios::render::{Render, RenderError, Rendered};
 
-/// The pinned helm; a missing one fails the test saying how to get it (never a skip).
+/// Both pinned helms, the selected one first; a missing one fails the test saying how to
+/// get it (never a skip).
+pub fn helms() -> &'static [Tool] {
+    static HELMS: OnceLock<Vec<Tool>> = OnceLock::new();
+    HELMS.get_or_init(|| Tools::helms().unwrap_or_else(|e| panic!("the render tier needs both pinned helms (3 and 4): {e}")))
+}
+
+/// The selected helm.
 pub fn helm() -> &'static Tool {
-    static HELM: OnceLock<Tool> = OnceLock::new();
-    HELM.get_or_init(|| match Tools::helm() {
-        Ok(t) => t,
-        Err(e) => panic!("the render tier needs the pinned helm: {e}"),
-    })
+    &helms()[0]
 }
 
 /// Renders, panicking with helm's message on failure.
 pub fn render(r: &Render) -> Rendered {
-    r.run(helm()).unwrap_or_else(|e| panic!("render failed: {e}\nargs: {:?}", r.args()))
+    render_under_each_helm(r).unwrap_or_else(|e| panic!("render failed: {e}\nargs: {:?}", r.args()))
+}
+
+/// The selected helm's render, once every other helm has agreed with it.
+fn render_under_each_helm(r: &Render) -> Result<Rendered, RenderError> {
+    let (selected, others) = helms().split_first().expect("two helms");
+    let result = r.run(selected);
+    for other in others {
+        let disagreement = match (&result, r.run(other)) {
+            (Ok(a), Ok(b)) => a.difference(&b),
+            (Err(_), Err(_)) => None,
+            (Ok(_), Err(e)) => Some(format!("only helm {} refused: {e}", other.version)),
+            (Err(e), Ok(_)) => Some(format!("only helm {} refused: {e}", selected.version)),
+        };
+        if let Some(why) = disagreement {
+            panic!("helm {} and helm {} render differently: {why}\nargs: {:?}", selected.version, other.version, r.args());
+        }
+    }
+    result
 }
 
 /// Runs many renders at once (helm is a separate process; the machine's cores work in
@@ -31,7 +55,7 @@ pub fn render_all(renders: &[Render]) -> Vec<Result<Rendered, RenderError>> {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(r) = renders.get(i) else { break };
-                let _ = results[i].set(r.run(helm()));
+                let _ = results[i].set(render_under_each_helm(r));
             });
         }
     });
