@@ -1,0 +1,101 @@
+//! The API server's own verdict on the chart, live: every mode's rendered manifests pass a
+//! server-side apply dry run with strict field validation on the cluster's Kubernetes
+//! version (a removed API version, a field that version lacks, a duplicate list-map key
+//! such as two env entries of one name: each is refused here, never applied). Run on each
+//! pinned version with `CERTCTL_KUBERNETES=<version>` (cluster `certctl-k8s-<minor>`,
+//! docs/harness.md).
+#![cfg(feature = "e2e")]
+
+#[path = "support/e2e.rs"]
+mod e2e;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use certctl_harness::env::TestEnv;
+use certctl_scenarios::crd::CachedCrd;
+use certctl_scenarios::modes::Mode;
+use certctl_scenarios::render::Render;
+
+const NAMESPACE: &str = "certctl-api-validation";
+const FIELD_MANAGER: &str = "certctl-api-validation";
+
+/// kubectl on the shared cluster, `stdin` fed in; its stdout, or its stderr as the error.
+fn kubectl(env: &TestEnv, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+    let line = format!("kubectl {}", args.join(" "));
+    let mut child = Command::new(&env.tools.kubectl.path)
+        .args(args)
+        .env("KUBECONFIG", &env.cluster.kubeconfig)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {line}: {e}"))?;
+    if let Some(text) = stdin {
+        child.stdin.take().expect("piped stdin").write_all(text.as_bytes()).map_err(|e| format!("{line}: writing stdin: {e}"))?;
+    }
+    let out = child.wait_with_output().map_err(|e| format!("{line}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!("{line} failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+/// The CRDs of the custom resources the chart renders, served and Established.
+fn install_crds(env: &TestEnv) -> Result<(), String> {
+    let mut names = Vec::new();
+    for crd in [CachedCrd::Certificate, CachedCrd::ServiceMonitor] {
+        let path = crd.path().map_err(|e| e.to_string())?;
+        let path = path.to_str().ok_or("non-UTF-8 cache path")?;
+        let applied = kubectl(
+            env,
+            &["apply", "--server-side", "--force-conflicts", "--field-manager", FIELD_MANAGER, "-f", path, "-o", "name"],
+            None,
+        )?;
+        names.extend(applied.split_whitespace().map(str::to_owned));
+    }
+    let mut args = vec!["wait", "--for=condition=Established", "--timeout=60s"];
+    args.extend(names.iter().map(String::as_str));
+    kubectl(env, &args, None).map(|_| ())
+}
+
+/// Every mode's manifests, rendered for this cluster's version by the run's helm, are
+/// accepted by a server-side apply dry run with `--validate=strict`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_mode_passes_server_side_strict_validation() {
+    let env = e2e::shared_env().await;
+    install_crds(env).unwrap_or_else(|e| panic!("the chart's CRDs could not be installed: {e}"));
+    let namespace = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {NAMESPACE}\n");
+    kubectl(env, &["apply", "-f", "-"], Some(&namespace)).unwrap_or_else(|e| panic!("namespace {NAMESPACE}: {e}"));
+
+    let mut refused = Vec::new();
+    for mode in Mode::ALL {
+        let rendered =
+            Render::mode(mode).namespace(NAMESPACE).run(&env.tools.helm).unwrap_or_else(|e| panic!("{mode}: render failed: {e}"));
+        let args = [
+            "apply",
+            "--server-side",
+            "--dry-run=server",
+            "--validate=strict",
+            "--field-manager",
+            FIELD_MANAGER,
+            "-n",
+            NAMESPACE,
+            "-f",
+            "-",
+        ];
+        match kubectl(env, &args, Some(&rendered.yaml)) {
+            Ok(out) => eprintln!("{mode}: {} objects accepted (dry run):\n{}", rendered.objects.len(), out.trim()),
+            Err(e) => refused.push(format!("{mode}: {e}")),
+        }
+    }
+    // Nothing was applied but the namespace; it goes whatever the verdict.
+    let _ = kubectl(env, &["delete", "namespace", NAMESPACE, "--wait=false"], None);
+    assert!(
+        refused.is_empty(),
+        "the API server of Kubernetes {} refused rendered manifests:\n{}",
+        env.tools.kubectl.version,
+        refused.join("\n\n")
+    );
+}
