@@ -155,7 +155,8 @@ build_nextest() { # OUT_DIR
   nice -n 10 env CARGO_TARGET_DIR="$TOOLS/cargo-nextest/build" cargo install --quiet --locked --root "$root" \
     --no-default-features --features default-no-update cargo-nextest --version "$NEXTEST_VERSION"
   mv "$root/bin/cargo-nextest" "$1/cargo-nextest"
-  rm -rf "$root"
+  # Built: the intermediate artifacts (about a gigabyte) are dead weight.
+  rm -rf "$root" "$TOOLS/cargo-nextest/build"
 }
 
 # The node-image build may already have produced kubectl at the pinned version.

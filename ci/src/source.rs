@@ -71,14 +71,6 @@ impl ImageSource {
         }
     }
 
-    /// Free disk the host needs, from the pins (`MIN_FREE_GIB_OFFLINE` / `_ONLINE`).
-    pub fn min_free_gib_key(self) -> &'static str {
-        match self {
-            Self::Offline => "MIN_FREE_GIB_OFFLINE",
-            Self::Online => "MIN_FREE_GIB_ONLINE",
-        }
-    }
-
     /// Where the tools come from when the user did not say (`CERTCTL_TOOLS_SOURCE`):
     /// online hosts download the checksummed release binaries, offline ones build
     /// from the Go module proxy.
@@ -133,6 +125,5 @@ mod tests {
         assert!(ImageSource::Online.smoke_loads_netprobe() && !ImageSource::Offline.smoke_loads_netprobe());
         assert_eq!(ImageSource::Online.default_tools_source(), "download");
         assert_eq!(ImageSource::Offline.default_tools_source(), "build");
-        assert_eq!(ImageSource::Online.min_free_gib_key(), "MIN_FREE_GIB_ONLINE");
     }
 }

@@ -44,25 +44,24 @@ impl Default for Requirements {
     }
 }
 
-/// The free disk a host needs, in GiB: `MIN_FREE_GIB_ONLINE` from `ci/versions.env`
-/// when `CERTCTL_IMAGE_SOURCE=online`, else `MIN_FREE_GIB_OFFLINE` — the numbers
-/// `ci/host-bootstrap.sh` checks too.
+/// The free disk a run needs, in GiB: `MIN_FREE_GIB_RUN` from `ci/versions.env`, the
+/// number `ci/host-bootstrap.sh` checks once the images are built (preflight runs after
+/// them).
 ///
 /// # Errors
 /// When the pins cannot be read or the value is not a number.
 ///
 /// # Example
 /// ```
-/// assert!(certctl_harness::preflight::min_free_gib().unwrap() >= 10);
+/// assert!(certctl_harness::preflight::min_free_gib().unwrap() >= 5);
 /// ```
 pub fn min_free_gib() -> Result<u64, crate::tools::ToolError> {
-    let online = std::env::var("CERTCTL_IMAGE_SOURCE").is_ok_and(|v| v == "online");
-    let key = if online { "MIN_FREE_GIB_ONLINE" } else { "MIN_FREE_GIB_OFFLINE" };
+    const KEY: &str = "MIN_FREE_GIB_RUN";
     let pins = crate::tools::PinnedVersions::load()?;
-    let value = pins.get(key)?;
+    let value = pins.get(KEY)?;
     value.parse().map_err(|_| crate::tools::ToolError::MissingPin {
         path: crate::tools::PinnedVersions::default_path(),
-        key: format!("{key} (a number, not {value:?})"),
+        key: format!("{KEY} (a number, not {value:?})"),
     })
 }
 
