@@ -159,7 +159,7 @@ fn connection_budget_boundary() {
     ];
     let results = render_all(&list);
     assert!(results[0].is_ok(), "exactly at the limit: {:?}", results[0].as_ref().err());
-    let refused = results[1].as_ref().err().expect("one over the limit rendered");
+    let refused = results[1].as_ref().expect_err("one over the limit rendered");
     assert!(refused.helm_stderr().unwrap_or_default().contains("= 103 > postgresql.maxConnections=100"), "{refused}");
     // (8 + 2 surge) x 10 = 100.
     assert!(results[2].is_ok(), "{:?}", results[2].as_ref().err());
