@@ -1,50 +1,55 @@
 //! A PostgreSQL outside the cluster, as the external-database mode needs: a
-//! container from the postgres image on kind's Docker network, so pods reach
-//! it by address the way they reach a managed database, and the test reaches
-//! it with `docker exec psql` (local trust, as the image's superuser).
+//! testcontainers container from the postgres image on kind's Docker
+//! network, so pods reach it by address the way they reach a managed
+//! database, and the test reaches it with `psql` exec'd in the container
+//! (local trust, as the image's superuser).
 //!
-//! The container is removed when the value drops; a container of the same
-//! name left by a killed run is replaced on start.
+//! Dropping the last handle removes the container (testcontainers); a
+//! scenario that keeps its resources keeps it ([`Owned::keep`]). A container
+//! of the same name left by a killed run is replaced on start. Offline the
+//! image is the locally built one (present, so never pulled); online the
+//! upstream image, pulled by testcontainers when missing.
 
-use std::process::Stdio;
-use std::time::Duration;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use tokio::process::{Child, Command};
+use futures::future::LocalBoxFuture;
+use futures::FutureExt;
+use testcontainers::core::{CmdWaitFor, ExecCommand};
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
-use crate::wait::{wait_until, Deadline, Poll, WaitError};
+use crate::images::ImageRef;
+use crate::scenario::{BoxError, Owned};
+use crate::wait::{wait_until, Classify, Deadline, Poll, WaitError};
 
 /// Errors starting or using the external database.
 #[derive(Debug, thiserror::Error)]
 pub enum ExternalDbError {
-    /// The docker CLI could not run.
-    #[error("cannot run `{cmd}`: {source}")]
-    Spawn {
-        /// The command line.
-        cmd: String,
+    /// testcontainers (the Docker API) refused.
+    #[error("container {container}: {action}")]
+    Container {
+        /// The container.
+        container: String,
+        /// What was being done.
+        action: &'static str,
         /// Why.
         #[source]
-        source: std::io::Error,
-    },
-    /// A docker command failed.
-    #[error("`{cmd}` failed ({code}): {stderr}")]
-    Docker {
-        /// The command line.
-        cmd: String,
-        /// Exit code (-1 when killed).
-        code: i32,
-        /// Its stderr.
-        stderr: String,
+        source: Box<testcontainers::TestcontainersError>,
     },
     /// psql reported an error.
     #[error("psql in {container} exited {code}: {stderr}")]
     Psql {
         /// The container.
         container: String,
-        /// Exit code.
-        code: i32,
+        /// Exit code (-1 when unknown).
+        code: i64,
         /// psql's stderr.
         stderr: String,
     },
+    /// The container was already released (kept or removed).
+    #[error("container {0} was released")]
+    Released(String),
     /// The database never accepted connections.
     #[error(transparent)]
     Wait(#[from] WaitError),
@@ -114,6 +119,8 @@ pub struct ExternalPostgres {
     pub spec: ExternalDbSpec,
     /// Its address on the network.
     pub ip: String,
+    container: Option<ContainerAsync<GenericImage>>,
+    kept: AtomicBool,
 }
 
 impl ExternalPostgres {
@@ -122,7 +129,7 @@ impl ExternalPostgres {
     /// managed database hands them out).
     ///
     /// # Errors
-    /// [`ExternalDbError`] naming the docker command or psql's message; a
+    /// [`ExternalDbError`] naming what the Docker API or psql said; a
     /// [`WaitError`] with the last `pg_isready` answer.
     ///
     /// # Example
@@ -135,33 +142,28 @@ impl ExternalPostgres {
     /// ```
     pub async fn start(spec: ExternalDbSpec) -> Result<Self, ExternalDbError> {
         // A container left by a killed run holds the name; it is ours to replace.
-        let _ = docker(&["rm", "-f", &spec.name]).await;
-        docker(&[
-            "run",
-            "-d",
-            "--name",
-            &spec.name,
-            "--hostname",
-            &spec.name,
-            "--network",
-            &spec.network,
-            "--label",
-            "org.certctl.e2e=external-db",
-            "-e",
-            &format!("POSTGRES_PASSWORD={}", spec.superuser_password),
-            &spec.image,
-        ])
-        .await?;
-        let mut db = Self { ip: String::new(), spec };
-        let format = format!("{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}", db.spec.network);
-        db.ip = docker(&["inspect", "-f", &format, &db.spec.name]).await?.trim().to_string();
+        let _ = tokio::process::Command::new("docker").args(["rm", "-f", &spec.name]).output().await;
+        let image = ImageRef::parse(&spec.image);
+        let failed = |action| {
+            let container = spec.name.clone();
+            move |source| ExternalDbError::Container { container, action, source: Box::new(source) }
+        };
+        let container = GenericImage::new(image.repository, image.tag)
+            .with_env_var("POSTGRES_PASSWORD", &spec.superuser_password)
+            .with_container_name(&spec.name)
+            .with_hostname(&spec.name)
+            .with_network(&spec.network)
+            .with_label("org.certctl.e2e", "external-db")
+            .start()
+            .await
+            .map_err(failed("start"))?;
+        let ip = container.get_bridge_ip_address().await.map_err(failed("read its address"))?.to_string();
+        let db = Self { ip, spec, container: Some(container), kept: AtomicBool::new(false) };
         let name = db.spec.name.clone();
         wait_until(&format!("{name} to accept connections"), Deadline::secs(90).every_millis(500), || async {
             // TCP, not the socket: the entrypoint's temporary server listens on the socket only.
-            match docker(&["exec", &name, "pg_isready", "-h", "127.0.0.1", "-U", "postgres"]).await {
-                Ok(_) => Ok(Poll::Ready(())),
-                Err(e) => Ok(Poll::Pending(e.to_string())),
-            }
+            db.run(&["pg_isready", "-h", "127.0.0.1", "-U", "postgres"]).await.transient()?;
+            Ok::<_, crate::wait::PollError>(Poll::Ready(()))
         })
         .await?;
         let (user, password, database) = (db.spec.user.clone(), db.spec.password.clone(), db.spec.database.clone());
@@ -173,13 +175,17 @@ impl ExternalPostgres {
     /// The URL a pod uses, with `password` (pass another to test a rotation).
     ///
     /// # Example
-    /// ```
-    /// # use certctl_harness::external_db::{ExternalDbSpec, ExternalPostgres};
-    /// let db = ExternalPostgres { spec: ExternalDbSpec::new("n", "i", "kind"), ip: "172.18.0.9".into() };
-    /// assert_eq!(db.url("pw"), "postgres://certctl:pw@172.18.0.9:5432/certctl?sslmode=disable");
+    /// ```no_run
+    /// # fn f(db: certctl_harness::external_db::ExternalPostgres) {
+    /// assert_eq!(db.url("pw"), format!("postgres://certctl:pw@{}:5432/certctl?sslmode=disable", db.ip));
+    /// # }
     /// ```
     pub fn url(&self, password: &str) -> String {
         format!("postgres://{}:{password}@{}:5432/{}?sslmode=disable", self.spec.user, self.ip, self.spec.database)
+    }
+
+    fn container(&self) -> Result<&ContainerAsync<GenericImage>, ExternalDbError> {
+        self.container.as_ref().ok_or_else(|| ExternalDbError::Released(self.spec.name.clone()))
     }
 
     /// Runs `sql` in `database` as the superuser over the local socket;
@@ -195,83 +201,93 @@ impl ExternalPostgres {
     /// # Ok(()) }
     /// ```
     pub async fn psql(&self, database: &str, sql: &str) -> Result<String, ExternalDbError> {
-        let args = self.psql_args(database, sql);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        match docker(&args).await {
-            Ok(out) => Ok(out.trim().to_string()),
-            Err(ExternalDbError::Docker { code, stderr, .. }) => {
-                Err(ExternalDbError::Psql { container: self.spec.name.clone(), code, stderr })
-            }
-            Err(e) => Err(e),
-        }
+        Ok(self.run(&psql_args(database, sql)).await?.trim().to_string())
     }
 
     /// Starts `sql` in a psql session that keeps running (a lock holder, a
-    /// long query); kill the returned child, or terminate the backend by its
-    /// `application_name`, to end it.
+    /// long query) as `application_name`; terminate its backend by that
+    /// name to end it.
     ///
     /// # Errors
-    /// [`ExternalDbError::Spawn`].
+    /// [`ExternalDbError::Container`] when the exec cannot start.
     ///
     /// # Example
     /// ```no_run
     /// # async fn f(db: certctl_harness::external_db::ExternalPostgres) -> Result<(), certctl_harness::external_db::ExternalDbError> {
-    /// let mut lock = db.psql_background("certctl", "e2e-lock",
-    ///     "BEGIN; LOCK TABLE certificates IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120); COMMIT;")?;
-    /// // ... observe ...
-    /// let _ = lock.kill().await;
+    /// db.psql_background("certctl", "e2e-lock",
+    ///     "BEGIN; LOCK TABLE certificates IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120); COMMIT;").await?;
+    /// db.psql("postgres", "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'e2e-lock'").await?;
     /// # Ok(()) }
     /// ```
-    pub fn psql_background(&self, database: &str, application_name: &str, sql: &str) -> Result<Child, ExternalDbError> {
-        let mut args = vec!["exec".to_string(), "-e".to_string(), format!("PGAPPNAME={application_name}")];
-        args.extend(self.psql_args(database, sql).into_iter().skip(1));
-        Command::new("docker")
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| ExternalDbError::Spawn { cmd: format!("docker {}", args.join(" ")), source })
+    pub async fn psql_background(&self, database: &str, application_name: &str, sql: &str) -> Result<(), ExternalDbError> {
+        let exec = ExecCommand::new(psql_args(database, sql))
+            .with_env_vars([("PGAPPNAME", application_name)])
+            .with_cmd_ready_condition(CmdWaitFor::Nothing);
+        // The exec runs on in the container after its handle drops.
+        self.container()?.exec(exec).await.map(drop).map_err(|source| ExternalDbError::Container {
+            container: self.spec.name.clone(),
+            action: "exec psql",
+            source: Box::new(source),
+        })
     }
 
-    fn psql_args(&self, database: &str, sql: &str) -> Vec<String> {
-        ["exec", &self.spec.name, "psql", "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1", "-X", "-A", "-t", "-F", "|", "-c", sql]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+    /// Runs `cmd` in the container to exit; returns stdout, or its exit code and stderr.
+    async fn run(&self, cmd: &[impl AsRef<str>]) -> Result<String, ExternalDbError> {
+        let failed = |source| ExternalDbError::Container { container: self.spec.name.clone(), action: "exec", source: Box::new(source) };
+        let exec = ExecCommand::new(cmd.iter().map(|a| a.as_ref().to_string())).with_cmd_ready_condition(CmdWaitFor::exit());
+        let mut result = self.container()?.exec(exec).await.map_err(failed)?;
+        let stdout = result.stdout_to_vec().await.map_err(failed)?;
+        let stderr = result.stderr_to_vec().await.map_err(failed)?;
+        let code = result.exit_code().await.map_err(failed)?.unwrap_or(-1);
+        if code != 0 {
+            return Err(ExternalDbError::Psql {
+                container: self.spec.name.clone(),
+                code,
+                stderr: String::from_utf8_lossy(&stderr).trim().to_string(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&stdout).into_owned())
+    }
+}
+
+fn psql_args(database: &str, sql: &str) -> Vec<String> {
+    ["psql", "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1", "-X", "-A", "-t", "-F", "|", "-c", sql]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+impl Owned for ExternalPostgres {
+    fn describe(&self) -> String {
+        format!("external PostgreSQL container {} ({}) on network {}", self.spec.name, self.ip, self.spec.network)
+    }
+
+    fn collect<'a>(&'a self, dir: &'a Path) -> LocalBoxFuture<'a, Result<(), BoxError>> {
+        async move {
+            // testcontainers' log readers are not Sync; the CLI reads the same log.
+            let logs = tokio::process::Command::new("docker").args(["logs", &self.spec.name]).output().await?;
+            std::fs::write(dir.join("container.log"), [logs.stdout, logs.stderr].concat())?;
+            let activity =
+                self.psql("postgres", "select datname, usename, application_name, state, backend_start from pg_stat_activity").await;
+            std::fs::write(dir.join("pg_stat_activity.txt"), activity.unwrap_or_else(|e| format!("could not query: {e}")))?;
+            Ok(())
+        }
+        .boxed_local()
+    }
+
+    fn keep(&self) -> String {
+        self.kept.store(true, Ordering::SeqCst);
+        format!("docker rm -f {}", self.spec.name)
     }
 }
 
 impl Drop for ExternalPostgres {
     fn drop(&mut self) {
-        if crate::keep::KeepPolicy::from_env().map(|k| k.keeps(false)).unwrap_or(false) {
-            eprintln!(
-                "keeping external database container {} (CERTCTL_KEEP=always); remove it with: docker rm -f {}",
-                self.spec.name, self.spec.name
-            );
-            return;
+        if self.kept.load(Ordering::SeqCst) {
+            // Forgetting the handle is how one container outlives it
+            // (TESTCONTAINERS_COMMAND=keep would keep every container).
+            std::mem::forget(self.container.take());
+            eprintln!("kept external database container {}; remove it with: docker rm -f {}", self.spec.name, self.spec.name);
         }
-        let _ =
-            std::process::Command::new("docker").args(["rm", "-f", &self.spec.name]).stdout(Stdio::null()).stderr(Stdio::null()).status();
     }
-}
-
-/// Runs docker with `args`, returning stdout; a non-zero exit is an error
-/// carrying stderr.
-async fn docker(args: &[&str]) -> Result<String, ExternalDbError> {
-    let cmd = || format!("docker {}", args.join(" "));
-    let out =
-        tokio::time::timeout(Duration::from_secs(120), Command::new("docker").args(args).stdin(Stdio::null()).kill_on_drop(true).output())
-            .await
-            .map_err(|_| ExternalDbError::Docker { cmd: cmd(), code: -1, stderr: "no answer within 120 s".into() })?
-            .map_err(|source| ExternalDbError::Spawn { cmd: cmd(), source })?;
-    if !out.status.success() {
-        return Err(ExternalDbError::Docker {
-            cmd: cmd(),
-            code: out.status.code().unwrap_or(-1),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
