@@ -73,7 +73,7 @@ pub async fn wait_pods_ready(pods: &Api<Pod>, selector: &str, min: usize, deadli
     wait_until(&what, deadline, || async {
         let list = pods.list(&ListParams::default().labels(selector)).await?;
         let ready = list.items.len() >= min && list.items.iter().all(is_ready);
-        Ok(if ready {
+        Ok::<_, kube::Error>(if ready {
             Poll::Ready(list.items)
         } else if list.items.is_empty() {
             Poll::Pending("no pods match".into())
@@ -147,7 +147,7 @@ pub async fn wait_rollout<K: Rollout>(api: &Api<K>, pods: &Api<Pod>, name: &str,
     let what = format!("rollout of {} {name}", K::kind(&()));
     wait_until(&what, deadline, || async {
         let Some(obj) = api.get_opt(name).await? else {
-            return Ok(Poll::Pending(format!("{name} does not exist")));
+            return Ok::<_, kube::Error>(Poll::Pending(format!("{name} does not exist")));
         };
         Ok(match obj.pending() {
             None => Poll::Ready(obj),
@@ -180,7 +180,7 @@ where
 {
     let what = format!("{name} to be deleted");
     wait_until(&what, deadline, || async {
-        Ok(match api.get_opt(name).await? {
+        Ok::<_, kube::Error>(match api.get_opt(name).await? {
             None => Poll::Ready(()),
             Some(o) => Poll::Pending(format!(
                 "{name} still exists (deletionTimestamp {:?})",

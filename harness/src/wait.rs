@@ -16,6 +16,56 @@ pub enum Poll<T> {
     Pending(String),
 }
 
+/// Any error a probe may carry.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A probe's failure, with the caller's explicit choice whether waiting
+/// longer can help. Kubernetes API errors classify themselves
+/// ([`is_transient`]); any other error says which it is with
+/// [`Classify::transient`] or [`Classify::fatal`], so a failing `psql` or
+/// exec is never retried silently until the deadline.
+#[derive(Debug)]
+pub enum PollError {
+    /// Retried (and counted) until the deadline.
+    Transient(BoxError),
+    /// Ends the wait at once.
+    Fatal(BoxError),
+}
+
+impl From<kube::Error> for PollError {
+    fn from(e: kube::Error) -> Self {
+        if is_transient(&e) {
+            PollError::Transient(e.into())
+        } else {
+            PollError::Fatal(e.into())
+        }
+    }
+}
+
+/// Marks an error for a wait: retry it, or stop.
+///
+/// # Example
+/// ```
+/// use certctl_harness::wait::{Classify, PollError};
+/// let r: Result<(), std::io::Error> = Err(std::io::Error::other("psql: syntax error"));
+/// assert!(matches!(r.fatal(), Err(PollError::Fatal(_))));
+/// ```
+pub trait Classify<T> {
+    /// A failure that may pass (a pod not yet exec-able, a connection refused while starting).
+    fn transient(self) -> Result<T, PollError>;
+    /// A failure waiting cannot fix (bad SQL, a missing binary).
+    fn fatal(self) -> Result<T, PollError>;
+}
+
+impl<T, E: Into<BoxError>> Classify<T> for Result<T, E> {
+    fn transient(self) -> Result<T, PollError> {
+        self.map_err(|e| PollError::Transient(e.into()))
+    }
+    fn fatal(self) -> Result<T, PollError> {
+        self.map_err(|e| PollError::Fatal(e.into()))
+    }
+}
+
 /// Why a wait ended without its condition.
 #[derive(Debug, thiserror::Error)]
 pub enum WaitError {
@@ -29,17 +79,17 @@ pub enum WaitError {
         after: Duration,
         /// The last observation (or last transient error).
         last_seen: String,
-        /// How many transient API errors were retried on the way.
+        /// How many transient errors were retried on the way.
         transient_errors: u32,
     },
-    /// A non-transient error: waiting longer would not help.
-    #[error("while waiting for {what}: {source}")]
+    /// A fatal error: waiting longer would not help.
+    #[error("while waiting for {what}")]
     Failed {
         /// What was awaited.
         what: String,
         /// The error.
         #[source]
-        source: kube::Error,
+        source: BoxError,
     },
 }
 
@@ -47,7 +97,7 @@ fn transient_note(n: u32) -> String {
     if n == 0 {
         String::new()
     } else {
-        format!(" ({n} transient API errors retried)")
+        format!(" ({n} transient errors retried)")
     }
 }
 
@@ -164,8 +214,8 @@ impl fmt::Display for Deadline {
     }
 }
 
-/// Polls `probe` until it returns [`Poll::Ready`], a non-transient error,
-/// or the deadline passes. Transient errors are retried and counted.
+/// Polls `probe` until it returns [`Poll::Ready`], a fatal error, or the
+/// deadline passes. Transient errors are retried and counted.
 ///
 /// # Errors
 /// [`WaitError::Timeout`] with the last observation, or
@@ -173,13 +223,13 @@ impl fmt::Display for Deadline {
 ///
 /// # Example
 /// ```
-/// use certctl_harness::wait::{wait_until, Deadline, Poll};
+/// use certctl_harness::wait::{wait_until, Classify, Deadline, Poll, PollError};
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// let mut n = 0;
 /// let v = wait_until("the counter to reach 3", Deadline::secs(5).every_millis(1), || {
 ///     n += 1;
 ///     let seen = n;
-///     async move { Ok(if seen >= 3 { Poll::Ready(seen) } else { Poll::Pending(format!("counter={seen}")) }) }
+///     async move { Ok::<_, PollError>(if seen >= 3 { Poll::Ready(seen) } else { Poll::Pending(format!("counter={seen}")) }) }
 /// }).await.unwrap();
 /// assert_eq!(v, 3);
 ///
@@ -187,24 +237,31 @@ impl fmt::Display for Deadline {
 ///     Ok::<Poll<()>, kube::Error>(Poll::Pending("still no".into()))
 /// }).await.unwrap_err().to_string();
 /// assert!(err.contains("waiting for never") && err.contains("last saw: still no"));
+///
+/// // A non-API error chooses: this one ends the wait at once.
+/// let err = wait_until("a query", Deadline::secs(60), || async {
+///     Err::<Poll<()>, _>(std::io::Error::other("syntax error")).fatal()
+/// }).await.unwrap_err();
+/// assert!(matches!(err, certctl_harness::wait::WaitError::Failed { .. }));
 /// # });
 /// ```
-pub async fn wait_until<T, F, Fut>(what: &str, deadline: Deadline, mut probe: F) -> Result<T, WaitError>
+pub async fn wait_until<T, E, F, Fut>(what: &str, deadline: Deadline, mut probe: F) -> Result<T, WaitError>
 where
+    E: Into<PollError>,
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Poll<T>, kube::Error>>,
+    Fut: Future<Output = Result<Poll<T>, E>>,
 {
     let start = Instant::now();
     let mut transient_errors = 0;
     loop {
-        let last_seen = match probe().await {
+        let last_seen = match probe().await.map_err(Into::into) {
             Ok(Poll::Ready(v)) => return Ok(v),
             Ok(Poll::Pending(seen)) => seen,
-            Err(e) if is_transient(&e) => {
+            Err(PollError::Transient(e)) => {
                 transient_errors += 1;
-                format!("transient API error: {e}")
+                format!("transient error: {}", crate::report::chain(e.as_ref()))
             }
-            Err(source) => return Err(WaitError::Failed { what: what.to_string(), source }),
+            Err(PollError::Fatal(source)) => return Err(WaitError::Failed { what: what.to_string(), source }),
         };
         if start.elapsed() >= deadline.timeout {
             return Err(WaitError::Timeout { what: what.to_string(), after: start.elapsed(), last_seen, transient_errors });
@@ -232,13 +289,32 @@ mod tests {
         .await
         .unwrap_err();
         assert!(matches!(err, WaitError::Timeout { transient_errors: 1, .. }), "{err}");
-        assert!(err.to_string().contains("1 transient API errors retried"));
+        assert!(err.to_string().contains("1 transient errors retried"));
     }
 
     #[tokio::test]
     async fn real_errors_end_the_wait_at_once() {
         let err = wait_until("x", Deadline::secs(60), || async { Err::<Poll<()>, _>(api(403, "Forbidden")) }).await.unwrap_err();
         assert!(matches!(err, WaitError::Failed { .. }));
+    }
+
+    #[tokio::test]
+    async fn other_errors_are_classified_by_the_caller() {
+        let mut n = 0;
+        let v = wait_until("x", Deadline::secs(5).every_millis(1), || {
+            n += 1;
+            let seen = n;
+            async move {
+                if seen < 3 {
+                    Err(std::io::Error::other("not yet")).transient()
+                } else {
+                    Ok(Poll::Ready(seen))
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(v, 3);
     }
 
     #[test]
