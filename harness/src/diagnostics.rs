@@ -38,7 +38,7 @@ pub fn artifacts_root() -> PathBuf {
 /// ```no_run
 /// # async fn f(client: kube::Client, helm: certctl_harness::helm::Helm) {
 /// use certctl_harness::diagnostics::Collect;
-/// let dir = Collect { namespace: "default-mode".into(), release: Some("c".into()) }
+/// let dir = Collect { namespace: "default-mode".into(), releases: vec!["c".into()] }
 ///     .write(&client, Some(&helm), "/tmp/bundle".as_ref(), "install failed").await;
 /// println!("bundle at {}", dir.display());
 /// # }
@@ -47,8 +47,8 @@ pub fn artifacts_root() -> PathBuf {
 pub struct Collect {
     /// Namespace of the scenario.
     pub namespace: String,
-    /// Helm release, if one was installed.
-    pub release: Option<String>,
+    /// Helm releases installed in it (values and manifest of each are collected).
+    pub releases: Vec<String>,
 }
 
 impl Collect {
@@ -58,7 +58,7 @@ impl Collect {
     /// # Example
     /// ```no_run
     /// # async fn f(client: kube::Client) {
-    /// let c = certctl_harness::diagnostics::Collect { namespace: "ns".into(), release: None };
+    /// let c = certctl_harness::diagnostics::Collect { namespace: "ns".into(), releases: Vec::new() };
     /// c.write(&client, None, "/tmp/b".as_ref(), "why").await;
     /// # }
     /// ```
@@ -120,14 +120,14 @@ impl Collect {
         dump::<NetworkPolicy>(client, ns, "networkpolicies", &mut policy, &mut errors).await;
         put("policy.json", &policy, &mut errors);
 
-        if let (Some(helm), Some(release)) = (helm, &self.release) {
+        for (helm, release) in helm.iter().flat_map(|h| self.releases.iter().map(move |r| (*h, r))) {
             match helm.values(release, ns).await {
-                Ok(v) => put("helm/values.json", &serde_json::to_string_pretty(&v).unwrap_or_default(), &mut errors),
-                Err(e) => errors.push(format!("helm values: {e}")),
+                Ok(v) => put(&format!("helm/{release}.values.json"), &serde_json::to_string_pretty(&v).unwrap_or_default(), &mut errors),
+                Err(e) => errors.push(format!("helm values {release}: {e}")),
             }
             match helm.manifest(release, ns).await {
-                Ok(m) => put("helm/manifest.yaml", &m, &mut errors),
-                Err(e) => errors.push(format!("helm manifest: {e}")),
+                Ok(m) => put(&format!("helm/{release}.manifest.yaml"), &m, &mut errors),
+                Err(e) => errors.push(format!("helm manifest {release}: {e}")),
             }
         }
         if !errors.is_empty() {

@@ -2,21 +2,25 @@
 //!
 //! A live test reads like the chart's promises:
 //! ```no_run
-//! use certctl_harness::{env::TestEnv, scenario::Scenario, helm::Release};
-//! # async fn f() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-//! let env = TestEnv::shared_async(Default::default()).await?;   // preflight, images, cluster: once
-//! let mut s = Scenario::start(env, "default").await?;            // namespace e2e-default
-//! let rel = Release::new("c", &s.namespace, &env.workspace.join("chart"));
-//! let helm = s.helm.clone();
-//! s.release = Some("c".into());
-//! s.step("install", async move { helm.install(&rel).await?; Ok(()) }).await?;
-//! s.finish().await?;                                              // bundle + JUnit on failure
-//! # Ok(()) }
+//! use certctl_harness::{helm::Release, scenario::Scenario};
+//! # async fn f() {
+//! Scenario::run("default", async |s| {                            // namespace e2e-default, shared cluster
+//!     let names = s.release("c");                                  // typed names; bundle + uninstall at the end
+//!     let chart = s.env.workspace.join("chart");
+//!     let release = Release::new(&names.release, &s.namespace, &chart);
+//!     s.require("install", async { Ok(s.helm.install(&release).await?) }).await?;  // failure ends the body
+//!     s.check("server Service named", async { Ok(assert_eq!(names.server(), "c-certctl-server")) }).await;
+//!     Ok(())
+//! })
+//! .await                                                           // JUnit; bundle + keep policy on failure
+//! .unwrap();
+//! # }
 //! ```
 
 pub mod tools;
 
 pub mod cluster;
+pub mod conditions;
 pub mod diagnostics;
 pub mod env;
 pub mod evict;
@@ -27,11 +31,13 @@ pub mod images;
 pub mod junit;
 pub mod keep;
 pub mod logs;
+pub mod names;
 pub mod pods;
 pub mod portforward;
 pub mod postgres;
 pub mod preflight;
 pub mod probe;
+pub mod report;
 pub mod scenario;
 pub mod sql;
 pub mod timing;
