@@ -4,15 +4,10 @@
 //! such as two env entries of one name: each is refused here, never applied). Run on each
 //! pinned version with `CERTCTL_KUBERNETES=<version>` (cluster `certctl-k8s-<minor>`,
 //! docs/harness.md).
-#![cfg(feature = "e2e")]
-
-#[path = "support/e2e.rs"]
-mod e2e;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use certctl_harness::env::TestEnv;
+use certctl_harness::env::{Shape, TestEnv};
 use certctl_scenarios::crd::CachedCrd;
 use certctl_scenarios::modes::Mode;
 use certctl_scenarios::render::Render;
@@ -64,7 +59,7 @@ fn install_crds(env: &TestEnv) -> Result<(), String> {
 /// accepted by a server-side apply dry run with `--validate=strict`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_mode_passes_server_side_strict_validation() {
-    let env = e2e::shared_env().await;
+    let env = TestEnv::shared_async(Shape::default()).await.unwrap_or_else(|e| panic!("{e}"));
     install_crds(env).unwrap_or_else(|e| panic!("the chart's CRDs could not be installed: {e}"));
     let namespace = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {NAMESPACE}\n");
     kubectl(env, &["apply", "-f", "-"], Some(&namespace)).unwrap_or_else(|e| panic!("namespace {NAMESPACE}: {e}"));
