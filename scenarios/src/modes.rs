@@ -56,7 +56,14 @@ pub fn modes_dir() -> PathBuf {
     workspace_root().join("scenarios/modes")
 }
 
-/// The chart directory, `chart/`.
+/// Names a chart directory that every test reads instead of `chart/`: the
+/// mutation runner points it at a scratch copy with one defect put back.
+pub const CHART_DIR_ENV: &str = "CERTCTL_CHART_DIR";
+
+/// The chart directory: `$CERTCTL_CHART_DIR` when set, else `chart/`.
 pub fn chart_dir() -> PathBuf {
-    workspace_root().join("chart")
+    match std::env::var_os(CHART_DIR_ENV) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => workspace_root().join("chart"),
+    }
 }
