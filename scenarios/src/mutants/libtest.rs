@@ -34,7 +34,7 @@ pub enum LibtestError {
         stderr: String,
     },
     /// cargo built the package but named no executable for a target.
-    #[error("cargo reported no test executable for --test {test} of {package}")]
+    #[error("cargo reported no executable for {test} of {package}")]
     NoExecutable {
         /// The package.
         package: String,
@@ -114,25 +114,13 @@ impl Binaries {
 
 /// `cargo test --no-run --message-format=json`: test target name -> what cargo built.
 fn cargo_no_run(workspace: &Path, package: &str, features: &[&str], tests: &[&str]) -> Result<HashMap<String, Built>, LibtestError> {
-    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.current_dir(workspace).args(["test", "--no-run", "--message-format=json", "-p", package]);
+    let mut args = vec!["test".to_owned(), "--no-run".into(), "-p".into(), package.into()];
     if !features.is_empty() {
-        cmd.args(["--features", &features.join(",")]);
+        args.extend(["--features".into(), features.join(",")]);
     }
-    for t in tests {
-        cmd.args(["--test", t]);
-    }
-    certctl_harness::images::without_cargo_crate_env(&mut cmd);
-    let command = format!("cargo test --no-run -p {package} --test {}", tests.join(" --test "));
-    let out = cmd.output().map_err(|source| LibtestError::Spawn { program: "cargo".into(), source })?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(30).collect();
-        return Err(LibtestError::Build { command, status: out.status, stderr: tail.into_iter().rev().collect::<Vec<_>>().join("\n") });
-    }
+    args.extend(tests.iter().flat_map(|t| ["--test".to_owned(), (*t).to_owned()]));
     let mut found = HashMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+    for msg in cargo_json(workspace, &args, None)? {
         let is_test = msg["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "test"));
         let manifest = msg["manifest_path"].as_str().map(Path::new).and_then(Path::parent);
         if let (true, Some(name), Some(exe), Some(dir)) = (is_test, msg["target"]["name"].as_str(), msg["executable"].as_str(), manifest) {
@@ -140,6 +128,38 @@ fn cargo_no_run(workspace: &Path, package: &str, features: &[&str], tests: &[&st
         }
     }
     Ok(found)
+}
+
+/// Builds binary `bin` of `package` in `workspace` into `target_dir`; its path.
+///
+/// # Errors
+/// [`LibtestError::Build`], or [`LibtestError::NoExecutable`] when cargo names none.
+pub fn build_bin(workspace: &Path, package: &str, bin: &str, target_dir: &Path) -> Result<PathBuf, LibtestError> {
+    let args = ["build", "-p", package, "--bin", bin].map(str::to_owned);
+    cargo_json(workspace, &args, Some(target_dir))?
+        .iter()
+        .filter(|m| m["target"]["name"] == bin)
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .ok_or_else(|| LibtestError::NoExecutable { package: package.into(), test: bin.into() })
+}
+
+/// Runs `cargo ARGS --message-format=json` in `workspace` (without the variables cargo set
+/// for a test running this); its JSON messages.
+fn cargo_json(workspace: &Path, args: &[String], target_dir: Option<&Path>) -> Result<Vec<serde_json::Value>, LibtestError> {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(workspace).args(args).arg("--message-format=json");
+    certctl_harness::images::without_cargo_crate_env(&mut cmd);
+    if let Some(dir) = target_dir {
+        cmd.env("CARGO_TARGET_DIR", dir);
+    }
+    let command = format!("cargo {} (in {})", args.join(" "), workspace.display());
+    let out = cmd.output().map_err(|source| LibtestError::Spawn { program: "cargo".into(), source })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(30).collect();
+        return Err(LibtestError::Build { command, status: out.status, stderr: tail.into_iter().rev().collect::<Vec<_>>().join("\n") });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
 }
 
 /// What one run of a test binary showed.

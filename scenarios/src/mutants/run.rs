@@ -144,7 +144,7 @@ fn controls(opts: &Options, binaries: &Binaries, killers: &[&Killer]) -> Result<
             continue;
         }
         let artifacts = opts.out.join("control").join(killer.test);
-        let outcome = run_killer(binaries, killer, &chart_env(&clean, &artifacts, killer))?;
+        let outcome = run_killer(binaries, killer, (&opts.workspace, &opts.workspace), &chart_env(&clean, &artifacts, killer))?;
         if outcome.failed_run() {
             let failed = outcome.failed.iter().map(|(t, why)| format!("{t}: {why}")).collect::<Vec<_>>().join("; ");
             let failed = if failed.is_empty() { format!("exit {}", outcome.status) } else { failed };
@@ -170,25 +170,27 @@ fn judge(opts: &Options, binaries: &Binaries, mutant: &Mutant) -> Verdict {
         Err(e @ ScratchError::NotApplied { .. }) => return Verdict::NotApplied(e.to_string()),
         Err(e) => return Verdict::Error(e.to_string()),
     }
-    // A mutated server is a different program: its tests are built from the copy.
-    let own;
-    let binaries = if mutant.chart_only() {
-        binaries
-    } else {
-        let targets: Vec<Target> = killers.iter().map(|k| Target::from(*k)).collect();
-        match Binaries::build(scratch.root(), &targets) {
-            Ok(b) => {
-                own = b;
-                &own
+    // A mutated server is rebuilt from the copy; the suite's own test binaries run
+    // against it (CERTCTL_TEST_SERVER_BIN; live: the images the copy's ensure.sh builds).
+    let mut env = Vec::new();
+    if !mutant.chart_only() {
+        let target_dir = mutant_target_dir();
+        if killers.iter().any(|k| k.tier == Tier::Server) {
+            match libtest::build_bin(scratch.root(), "certctl-server", "certctl-server", &target_dir) {
+                Ok(bin) => env.push(("CERTCTL_TEST_SERVER_BIN", bin.into_os_string())),
+                Err(e) => return Verdict::Error(format!("building the mutated server: {e}")),
             }
-            Err(e) => return Verdict::Error(format!("building the mutated workspace: {e}")),
         }
-    };
+        env.push(("CARGO_TARGET_DIR", target_dir.into_os_string()));
+    }
+    let root = if mutant.chart_only() { opts.workspace.as_path() } else { scratch.root() };
     let mut missed = Vec::new();
     for killer in killers {
         let artifacts = opts.out.join(mutant.id).join(killer.test);
-        let env = if mutant.chart_only() { chart_env(&scratch, &artifacts, killer) } else { artifacts_env(&artifacts) };
-        let outcome = match run_killer(binaries, killer, &env) {
+        let mut env = env.clone();
+        env.extend(if mutant.chart_only() { chart_env(&scratch, &artifacts, killer) } else { artifacts_env(&artifacts) });
+        let _images = (!mutant.chart_only() && killer.tier == Tier::Live).then(ImagesEnvGuard::save);
+        let outcome = match run_killer(binaries, killer, (&opts.workspace, root), &env) {
             Ok(o) => o,
             Err(e) => return Verdict::Error(e.to_string()),
         };
@@ -201,11 +203,52 @@ fn judge(opts: &Options, binaries: &Binaries, mutant: &Mutant) -> Verdict {
     Verdict::Survived { tried: missed }
 }
 
-fn run_killer(binaries: &Binaries, killer: &Killer, env: &[(&str, OsString)]) -> Result<Outcome, LibtestError> {
+/// Where a mutated server is built: never the shared target directory, whose artifacts
+/// every checkout reuses when their sources look older.
+fn mutant_target_dir() -> PathBuf {
+    certctl_harness::tools::cache_dir().join("cargo-target-mutants")
+}
+
+/// The image set a mutated workspace's live run writes (its server image) is the one
+/// every other run reads: put back what was there when the run ends.
+struct ImagesEnvGuard {
+    path: PathBuf,
+    saved: Option<Vec<u8>>,
+}
+
+impl ImagesEnvGuard {
+    fn save() -> Self {
+        let path = certctl_harness::images::images_env_path();
+        let saved = std::fs::read(&path).ok();
+        Self { path, saved }
+    }
+}
+
+impl Drop for ImagesEnvGuard {
+    fn drop(&mut self) {
+        let restored = match &self.saved {
+            Some(bytes) => std::fs::write(&self.path, bytes),
+            None => std::fs::remove_file(&self.path).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) }),
+        };
+        if let Err(e) = restored {
+            eprintln!("could not restore {} after a mutated server's live run: {e}; run ci/offline/ensure.sh", self.path.display());
+        }
+    }
+}
+
+/// Runs a killer's binary; `(built_in, run_in)`: the workspace it was built in and the
+/// one it runs against (a scratch workspace for a mutated server).
+fn run_killer(
+    binaries: &Binaries,
+    killer: &Killer,
+    (built_in, run_in): (&Path, &Path),
+    env: &[(&str, OsString)],
+) -> Result<Outcome, LibtestError> {
     let target = Target::from(killer);
     let built =
         binaries.get(&target).ok_or_else(|| LibtestError::NoExecutable { package: killer.package.into(), test: killer.test.into() })?;
-    libtest::run(&built.exe, &built.package_dir, killer.filter, env)
+    let package_dir = built.package_dir.strip_prefix(built_in).map_or_else(|_| built.package_dir.clone(), |rel| run_in.join(rel));
+    libtest::run(&built.exe, &package_dir, killer.filter, env)
 }
 
 /// A chart copy for the tests to read, and where a live killer's reports go.
