@@ -2,7 +2,8 @@
 //! `postgresql.password`, a key no template reads). Every `helm install` and `helm upgrade`
 //! in the README's `sh` blocks is rendered with `helm template`, its shell words evaluated
 //! as a shell would; a construct this test cannot evaluate fails it rather than being
-//! skipped.
+//! skipped. A block of flags only (`--set ...` lines) is what the README says to add to
+//! the install before it, and is rendered as that install with those flags.
 
 mod support;
 
@@ -10,7 +11,15 @@ use std::collections::HashMap;
 
 use certctl_scenarios::modes::chart_dir;
 use certctl_scenarios::render::Render;
+use serde_json::Value;
 use support::render_all;
+
+/// One `--set` or `--set-json` of a command.
+#[derive(Debug, Clone, PartialEq)]
+enum Set {
+    Text(String, String),
+    Json(String, Value),
+}
 
 /// One `helm install|upgrade` of the README.
 #[derive(Debug, Clone)]
@@ -19,7 +28,7 @@ struct HelmCommand {
     upgrade: bool,
     release: String,
     namespace: String,
-    sets: Vec<(String, String)>,
+    sets: Vec<Set>,
 }
 
 /// The contents of every ```sh fence.
@@ -65,6 +74,7 @@ fn words(line: &str, vars: &HashMap<String, String>) -> Result<Vec<String>, Stri
                 word.get_or_insert_with(String::new).push_str(&expanded);
             }
             (None, c) if c.is_whitespace() => out.extend(word.take()),
+            (None, '#') if word.is_none() => break,
             (_, c) => word.get_or_insert_with(String::new).push(c),
         }
     }
@@ -93,25 +103,34 @@ fn expand(chars: &mut std::iter::Peekable<std::str::Chars<'_>>, vars: &HashMap<S
 
 /// Every helm install/upgrade of the README, in order.
 fn helm_commands(markdown: &str) -> Result<Vec<HelmCommand>, String> {
-    let mut commands = Vec::new();
+    let mut commands: Vec<HelmCommand> = Vec::new();
     for block in sh_blocks(markdown) {
         let mut vars = HashMap::new();
-        for line in logical_lines(&block) {
-            let w = words(&line, &vars)?;
-            if let [assignment] = w.as_slice() {
-                if let Some((name, value)) =
-                    assignment.split_once('=').filter(|(n, _)| n.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
-                {
-                    vars.insert(name.to_owned(), value.to_owned());
-                    continue;
-                }
-            }
-            if w.first().map(String::as_str) == Some("helm") {
-                commands.push(helm_command(&line, &w)?);
+        for (i, line) in logical_lines(&block).into_iter().enumerate() {
+            if line.starts_with("helm ") {
+                commands.push(helm_command(&line, &words(&line, &vars)?)?);
+            } else if line.starts_with("--") {
+                let previous = commands.last().filter(|_| i == 0).ok_or(format!("flags that continue no command: {line}"))?;
+                let mut extended = HelmCommand { line: format!("{} {line}", previous.line), ..previous.clone() };
+                add_flags(&mut extended, &line, &words(&line, &vars)?)?;
+                commands.push(extended);
+            } else {
+                assign(&line, &mut vars);
             }
         }
     }
     Ok(commands)
+}
+
+/// `A=1 B="$(openssl rand -hex 2)"`: records the variables a line assigns (one that cannot
+/// be evaluated stays unassigned, and a command using it fails).
+fn assign(line: &str, vars: &mut HashMap<String, String>) {
+    let Ok(w) = words(line, vars) else { return };
+    let assignments: Vec<(&str, &str)> = w.iter().map_while(|a| a.split_once('=')).collect();
+    let is_name = |n: &str| !n.is_empty() && n.chars().all(|c| c.is_ascii_uppercase() || c == '_');
+    if assignments.len() == w.len() && assignments.iter().all(|(n, _)| is_name(n)) {
+        vars.extend(assignments.into_iter().map(|(n, v)| (n.to_owned(), v.to_owned())));
+    }
 }
 
 fn helm_command(line: &str, w: &[String]) -> Result<HelmCommand, String> {
@@ -128,21 +147,30 @@ fn helm_command(line: &str, w: &[String]) -> Result<HelmCommand, String> {
         return Err(format!("the README installs {chart}, not ./chart: {line}"));
     }
     let mut cmd = HelmCommand { line: line.to_owned(), upgrade, release, namespace: "default".into(), sets: Vec::new() };
-    let mut flags = w[4..].iter();
+    add_flags(&mut cmd, line, &w[4..])?;
+    Ok(cmd)
+}
+
+fn add_flags(cmd: &mut HelmCommand, line: &str, flags: &[String]) -> Result<(), String> {
+    let mut flags = flags.iter();
     while let Some(flag) = flags.next() {
         let mut value = || flags.next().cloned().ok_or(format!("{flag} without a value: {line}"));
         match flag.as_str() {
             "-n" | "--namespace" => cmd.namespace = value()?,
-            "--set" => {
+            "--set" | "--set-json" => {
                 let kv = value()?;
-                let (k, v) = kv.split_once('=').ok_or(format!("--set {kv} has no '=': {line}"))?;
-                cmd.sets.push((k.to_owned(), v.to_owned()));
+                let (k, v) = kv.split_once('=').ok_or(format!("{flag} {kv} has no '=': {line}"))?;
+                cmd.sets.push(if flag == "--set" {
+                    Set::Text(k.to_owned(), v.to_owned())
+                } else {
+                    Set::Json(k.to_owned(), serde_json::from_str(v).map_err(|e| format!("{flag} {kv}: {e}: {line}"))?)
+                });
             }
-            "--reuse-values" if upgrade => {}
+            "--reuse-values" if cmd.upgrade => {}
             other => return Err(format!("the README passes {other}, which this test does not know how to render: {line}")),
         }
     }
-    Ok(cmd)
+    Ok(())
 }
 
 /// `helm template` of a command; an upgrade with --reuse-values starts from the values of
@@ -150,7 +178,10 @@ fn helm_command(line: &str, w: &[String]) -> Result<HelmCommand, String> {
 fn render_of(cmd: &HelmCommand, installs: &[HelmCommand]) -> Render {
     let base = installs.iter().find(|i| i.release == cmd.release).filter(|_| cmd.upgrade);
     let sets = base.into_iter().flat_map(|b| b.sets.iter()).chain(&cmd.sets);
-    sets.fold(Render::new().release(&cmd.release).namespace(&cmd.namespace), |r, (k, v)| r.set(k, v))
+    sets.fold(Render::new().release(&cmd.release).namespace(&cmd.namespace), |r, set| match set {
+        Set::Text(k, v) => r.set(k, v),
+        Set::Json(k, v) => r.set_json(k, v),
+    })
 }
 
 #[test]
@@ -183,6 +214,17 @@ fn commands_come_from_sh_blocks_with_continuations_and_assignments() {
     assert_eq!(cmds.len(), 1);
     assert!(cmds[0].upgrade);
     assert_eq!(cmds[0].namespace, "ns");
-    assert_eq!(cmds[0].sets, [("k".to_owned(), "01".to_owned())]);
+    assert_eq!(cmds[0].sets, [Set::Text("k".into(), "01".into())]);
     assert!(helm_commands("```sh\nhelm install c ./chart --wait\n```\n").unwrap_err().contains("--wait"));
+    assert!(helm_commands("```sh\nls\n  --set a=b\n```\n").unwrap_err().contains("continue no command"));
+}
+
+#[test]
+fn a_block_of_flags_extends_the_install_before_it() {
+    let md =
+        "```sh\nhelm install c ./chart --set a=1\n```\nthen add:\n```sh\n  --set-json 'b=[\"x\"]' \\\n  --set c=2  # the URL's port\n```\n";
+    let cmds = helm_commands(md).unwrap();
+    assert_eq!(cmds.len(), 2);
+    let want = [Set::Text("a".into(), "1".into()), Set::Json("b".into(), serde_json::json!(["x"])), Set::Text("c".into(), "2".into())];
+    assert_eq!(cmds[1].sets, want);
 }

@@ -296,8 +296,22 @@ fn disruption_and_network() -> Vec<Mutant> {
         mutant(
             "d11-network-policy-egress-to-everything",
             "D11: the server's NetworkPolicy allows egress to everything",
-            vec![Edit::new(NETPOL, "  egress:\n    - ports:", "  egress:\n    - {}\n    - ports:")],
+            vec![Edit::new(
+                NETPOL,
+                "  egress:\n    {{- include \"certctl.egressToDatabase\" . | nindent 4 }}\n    {{- with $np.extraEgress }}",
+                "  egress:\n    - {}\n    {{- include \"certctl.egressToDatabase\" . | nindent 4 }}\n    {{- with $np.extraEgress }}",
+            )],
             vec![netpol],
+        ),
+        mutant(
+            "d11-agent-network-policy-egress-to-everything",
+            "D11: the agents' NetworkPolicy allows egress to everything",
+            vec![Edit::new(
+                NETPOL,
+                "  egress:\n    {{- include \"certctl.egressToDns\" . | nindent 4 }}\n    - to:",
+                "  egress:\n    - {}\n    {{- include \"certctl.egressToDns\" . | nindent 4 }}\n    - to:",
+            )],
+            vec![Killer::render("render_network_policy", "agent_postgres_and_backup_get_exactly_what_they_need")],
         ),
     ]
 }
@@ -385,6 +399,22 @@ mod tests {
             assert!(!m.edits.is_empty() && !m.killers.is_empty(), "{}", m.id);
             assert!(m.edits.iter().all(|e| e.find != e.replace), "{}: an edit that changes nothing", m.id);
         }
+    }
+
+    /// Quick and helm-free: a target text that moved shows here before any render runs.
+    #[test]
+    fn every_mutant_applies_to_todays_workspace() {
+        let workspace = certctl_harness::workspace::root();
+        let failures: Vec<String> = catalogue()
+            .iter()
+            .flat_map(|m| m.edits.iter().map(move |e| (m.id, e)))
+            .filter_map(|(id, e)| {
+                let text = std::fs::read_to_string(workspace.join(e.file)).unwrap_or_default();
+                let found = text.matches(e.find.as_str()).count();
+                (found != 1).then(|| format!("{id}: {} holds {found} occurrences of {:?}", e.file, e.find))
+            })
+            .collect();
+        assert!(failures.is_empty(), "mutants that do not apply:\n{}", failures.join("\n"));
     }
 
     #[test]
