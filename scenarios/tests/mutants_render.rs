@@ -14,7 +14,8 @@ use certctl_scenarios::mutants::Tier;
 fn every_render_tier_mutant_is_killed() {
     let workspace = certctl_harness::workspace::root();
     let opts = Options { out: workspace.join("target/mutants/render"), workspace, tiers: BTreeSet::from([Tier::Render]), only: Vec::new() };
-    let result = run(&opts, &catalogue()).unwrap_or_else(|e| panic!("the render-tier mutants could not be scored: {}", chain(&e)));
+    let result = run(&opts, &catalogue())
+        .unwrap_or_else(|e| panic!("the render-tier mutants could not be scored: {}", certctl_harness::report::chain(&e)));
     let (md, _) = report::write(&result, &opts.out).unwrap_or_else(|e| panic!("writing the report into {}: {e}", opts.out.display()));
     let gaps: Vec<String> = result
         .results
@@ -25,14 +26,4 @@ fn every_render_tier_mutant_is_killed() {
     let score = Score::of(&result);
     assert!(gaps.is_empty(), "{}; gaps in the proof (report {}):\n{}", score.summary(), md.display(), gaps.join("\n"));
     assert!(score.killed >= 25, "{}: the render tier should kill the whole chart catalogue", score.summary());
-}
-
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut cur = e.source();
-    while let Some(cause) = cur {
-        text.push_str(&format!("\n  caused by: {cause}"));
-        cur = cause.source();
-    }
-    text
 }

@@ -67,7 +67,7 @@ fn score(opts: &Options) -> ExitCode {
     let result = match run(opts, &catalogue()) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("mutants: {}", chain(&e));
+            eprintln!("mutants: {}", certctl_harness::report::chain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -82,15 +82,4 @@ fn score(opts: &Options) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
-}
-
-/// The error and its causes, one per line.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut cur = e.source();
-    while let Some(cause) = cur {
-        text.push_str(&format!("\n  caused by: {cause}"));
-        cur = cause.source();
-    }
-    text
 }

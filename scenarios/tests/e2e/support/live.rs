@@ -87,7 +87,7 @@ impl Install {
     pub async fn run(self, s: &Scenario) -> StepResult<Live<'_>> {
         let names = s.release(&self.release);
         let env = s.env;
-        let chart = self.chart.clone().unwrap_or_else(|| env.workspace.join("chart"));
+        let chart = self.chart.clone().unwrap_or_else(certctl_scenarios::modes::chart_dir);
         let mut release = Release::new(&self.release, &s.namespace, &chart).values_file(&self.mode.values_file()).set(run_overrides(s));
         let mut external = None;
         match self.mode {
