@@ -192,7 +192,7 @@ impl Scenario {
     /// ```no_run
     /// # async fn f() {
     /// let failure = certctl_harness::scenario::Scenario::run_expecting_failure("broken", async |s| {
-    ///     s.check("a promise the broken chart breaks", async { Err("broken".into()) }).await;
+    ///     s.check("a promise the broken chart breaks", async { Err::<(), _>("broken".into()) }).await;
     ///     Ok(())
     /// }).await;
     /// assert!(failure.bundle.join("README.txt").exists());
