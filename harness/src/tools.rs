@@ -230,7 +230,7 @@ impl PinnedVersions {
     /// # use certctl_harness::tools::PinnedVersions;
     /// let pins = PinnedVersions::parse_str("KUBERNETES_VERSION=v1.34.2\nKIND_VERSION=v0.30.0\n\
     ///     KUBERNETES_OTHER_VERSIONS=\"v1.37.2\"\nK8S_V1_37_2_KIND_VERSION=v0.33.0\n");
-    /// let newer = pins.select_kubernetes("v1.37.2").unwrap();
+    /// let newer = pins.clone().select_kubernetes("v1.37.2").unwrap();
     /// assert_eq!(newer.get("KIND_VERSION").unwrap(), "v0.33.0");
     /// assert_eq!(newer.get("KUBERNETES_VERSION").unwrap(), "v1.37.2");
     /// assert!(pins.select_kubernetes("v1.99.0").is_err());
