@@ -8,7 +8,9 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 APT_PACKAGES=(debootstrap iptables jq postgresql pigz zstd ca-certificates prometheus python3-prometheus-client)
-if ! command -v dockerd >/dev/null && ! command -v docker >/dev/null; then APT_PACKAGES+=(docker.io); fi
+# A docker CLI alone is not an engine (some images ship only the client): install the engine
+# where no daemon answers and none is installed.
+if ! command -v dockerd >/dev/null && ! timeout 10 docker info >/dev/null 2>&1; then APT_PACKAGES+=(docker.io); fi
 # The thresholds of ci/versions.env: building the offline images cold needs more than
 # running clusters (the harness's preflight checks MIN_FREE_GIB_RUN too).
 if [[ ${CERTCTL_IMAGE_SOURCE:-auto} != online && ! -f $CERTCTL_CACHE/stamps/node-image ]]; then
@@ -84,9 +86,11 @@ start_docker() {
       as_root kill "$(cat /run/certctl-dockerd.pid)"
       local i; for i in $(seq 30); do docker_answers || break; sleep 1; done
     fi
-    log "starting dockerd (log: $DOCKER_LOG)"
+    local dockerd; dockerd=$(PATH="$PATH:/usr/sbin:/usr/local/sbin" command -v dockerd) ||
+      die "no dockerd on this host and no Docker daemon answers; install a Docker engine (Debian: apt-get install docker.io)"
+    log "starting $dockerd (log: $DOCKER_LOG)"
     # A session of its own: the daemon must outlive the shell (and process group) that started it.
-    as_root sh -c "setsid nohup /usr/sbin/dockerd >>$DOCKER_LOG 2>&1 </dev/null & echo \$! >/run/certctl-dockerd.pid"
+    as_root sh -c "setsid nohup $dockerd >>$DOCKER_LOG 2>&1 </dev/null & echo \$! >/run/certctl-dockerd.pid"
   fi
   local i
   for i in $(seq 60); do docker_answers && return 0; sleep 1; done
