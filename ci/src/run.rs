@@ -155,7 +155,7 @@ fn run_step(step: Step, s: &Settings, state: &mut State, p: &Progress) -> Result
             Ok(format!("log {}", log.display()))
         }
         Step::FastTools => {
-            let out = exec::capture(bash("ci/tools.sh").args(["helm", "nextest", "actionlint", "crds"]), p)?;
+            let out = exec::capture(bash("ci/tools.sh").args(["helm", "helm4", "nextest", "actionlint", "crds"]), p)?;
             state.tools.extend(ToolPaths::parse(&out));
             Ok(format!("nextest {}", state.tools.require("NEXTEST")?.display()))
         }

@@ -260,21 +260,3 @@ async fn retired_agent_exits_zero() {
     assert!(status.success(), "exit status {status} after retirement; log:\n{}", agent.log());
     agent.wait_for_event("retired this agent (HTTP 410)", Duration::from_secs(1)).await;
 }
-
-#[test]
-fn plain_http_server_url_is_refused_before_anything_starts() {
-    let work = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_certctl-agent"))
-        .env_clear()
-        .env("CERTCTL_SERVER_URL", "http://certctl:8443")
-        .env("CERTCTL_API_KEY", "k")
-        .env("CERTCTL_AGENT_NAME", "n")
-        .env("CERTCTL_KEY_DIR", work.path().join("keys"))
-        .env("CERTCTL_SERVER_CA_BUNDLE_PATH", "/nonexistent")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("CERTCTL_SERVER_URL") && stderr.contains("plain http is refused"), "{stderr}");
-    assert!(!work.path().join("keys").exists(), "nothing written on refusal");
-}

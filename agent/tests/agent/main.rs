@@ -3,5 +3,6 @@
 
 mod support;
 
+mod config_refusals;
 mod flows;
 mod measure;
