@@ -7,10 +7,14 @@
 # Debian's docker.io is installed only where there is none.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+docker_answers() { timeout 10 docker info >/dev/null 2>&1; }
+# dockerd lives in sbin, which a non-root user's PATH may lack.
+find_dockerd() { PATH="$PATH:/usr/sbin:/usr/local/sbin" command -v dockerd; }
+
 APT_PACKAGES=(debootstrap iptables jq postgresql pigz zstd ca-certificates prometheus python3-prometheus-client)
 # A docker CLI alone is not an engine (some images ship only the client): install the engine
 # where no daemon answers and none is installed.
-if ! command -v dockerd >/dev/null && ! timeout 10 docker info >/dev/null 2>&1; then APT_PACKAGES+=(docker.io); fi
+if ! find_dockerd >/dev/null && ! docker_answers; then APT_PACKAGES+=(docker.io); fi
 # The thresholds of ci/versions.env: building the offline images cold needs more than
 # running clusters (the harness's preflight checks MIN_FREE_GIB_RUN too).
 if [[ ${CERTCTL_IMAGE_SOURCE:-auto} != online && ! -f $CERTCTL_CACHE/stamps/node-image ]]; then
@@ -62,8 +66,6 @@ configure_docker() {
   return 0
 }
 
-docker_answers() { timeout 10 docker info >/dev/null 2>&1; }
-
 # A running daemon this user cannot reach: not in the docker group (or not since login).
 check_docker_access() {
   docker_answers && return 0
@@ -86,7 +88,7 @@ start_docker() {
       as_root kill "$(cat /run/certctl-dockerd.pid)"
       local i; for i in $(seq 30); do docker_answers || break; sleep 1; done
     fi
-    local dockerd; dockerd=$(PATH="$PATH:/usr/sbin:/usr/local/sbin" command -v dockerd) ||
+    local dockerd; dockerd=$(find_dockerd) ||
       die "no dockerd on this host and no Docker daemon answers; install a Docker engine (Debian: apt-get install docker.io)"
     log "starting $dockerd (log: $DOCKER_LOG)"
     # A session of its own: the daemon must outlive the shell (and process group) that started it.
