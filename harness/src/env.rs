@@ -212,6 +212,18 @@ impl TestEnv {
         );
         loaded?;
 
+        if cluster.origin != Origin::Kubeconfig {
+            let start = Instant::now();
+            let prepared = cluster
+                .nodes()
+                .map_err(crate::storage::StorageError::from)
+                .and_then(|nodes| crate::storage::ensure(&tools.kubectl.path, &cluster.kubeconfig, &nodes))
+                .map_err(|e| fail("storage", &e));
+            t.record("run", "storage", start.elapsed(), if prepared.is_ok() { Outcome::Ok } else { Outcome::Failed });
+            eprintln!("e2e storage: {:?}", prepared.as_ref().map_err(|e| e.message.clone()));
+            prepared?;
+        }
+
         Ok(TestEnv { tools, images, cluster, keep, artifacts, workspace, watchdog: Mutex::new(watchdog) })
     }
 

@@ -181,6 +181,9 @@ pub struct Installed {
     pub manifest: String,
     /// `helm get values --all -o json` (computed values).
     pub values: serde_json::Value,
+    /// What helm printed on stderr though it succeeded: the API server's
+    /// warnings (Pod Security "would violate", deprecations).
+    pub warnings: Vec<String>,
 }
 
 impl Helm {
@@ -238,8 +241,9 @@ impl Helm {
         if r.wait {
             cmd.arg("--wait");
         }
-        output(&mut cmd).await?;
+        let (_, stderr) = output_and_stderr(&mut cmd).await?;
         Ok(Installed {
+            warnings: stderr.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect(),
             release: r.clone(),
             manifest: self.manifest(&r.name, &r.namespace).await?,
             values: self.values(&r.name, &r.namespace).await?,
@@ -259,6 +263,39 @@ impl Helm {
     /// ```
     pub async fn uninstall(&self, name: &str, namespace: &str) -> Result<(), HelmError> {
         output(self.command().args(["uninstall", name, "--namespace", namespace, "--wait"])).await.map(|_| ())
+    }
+
+    /// `helm rollback` of release `name` to `revision`.
+    ///
+    /// # Errors
+    /// [`HelmError::Failed`].
+    ///
+    /// # Example
+    /// ```no_run
+    /// # async fn f(helm: certctl_harness::helm::Helm) -> Result<(), certctl_harness::helm::HelmError> {
+    /// helm.rollback("c", "ns", 1).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn rollback(&self, name: &str, namespace: &str, revision: u32) -> Result<(), HelmError> {
+        output(self.command().args(["rollback", name, &revision.to_string(), "--namespace", namespace])).await.map(drop)
+    }
+
+    /// The release's current revision (`helm status -o json`).
+    ///
+    /// # Errors
+    /// [`HelmError::Failed`] or [`HelmError::Json`].
+    ///
+    /// # Example
+    /// ```no_run
+    /// # async fn f(helm: certctl_harness::helm::Helm) -> Result<(), certctl_harness::helm::HelmError> {
+    /// let before = helm.revision("c", "ns").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn revision(&self, name: &str, namespace: &str) -> Result<u32, HelmError> {
+        let text = output(self.command().args(["status", name, "-o", "json", "--namespace", namespace])).await?;
+        let status: serde_json::Value =
+            serde_json::from_str(&text).map_err(|source| HelmError::Json { what: format!("status of {name}"), source })?;
+        Ok(status["version"].as_u64().unwrap_or(0) as u32)
     }
 
     /// `helm template`: the rendered manifest, no cluster needed.
@@ -331,10 +368,15 @@ fn values_file(values: &serde_json::Value) -> Result<tempfile::NamedTempFile, He
 }
 
 async fn output(cmd: &mut Command) -> Result<String, HelmError> {
+    output_and_stderr(cmd).await.map(|(stdout, _)| stdout)
+}
+
+/// stdout and stderr of a command that succeeded.
+async fn output_and_stderr(cmd: &mut Command) -> Result<(String, String), HelmError> {
     let line = format!("{:?}", cmd.as_std()).replace('"', "");
     let out = cmd.output().await.map_err(|source| HelmError::Spawn { cmd: line.clone(), source })?;
     if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        Ok((String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned()))
     } else {
         Err(HelmError::Failed { cmd: line, status: out.status, stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() })
     }

@@ -131,7 +131,13 @@ impl ProbePod {
             "metadata": {"name": name, "labels": labels},
             "spec": {
                 "terminationGracePeriodSeconds": 0,
-                "containers": [{"name": "probe", "image": image, "imagePullPolicy": "IfNotPresent", "command": command}]
+                "automountServiceAccountToken": false,
+                // Pod Security "restricted": scenario namespaces enforce it.
+                "securityContext": {"runAsNonRoot": true, "runAsUser": 65534, "runAsGroup": 65534, "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [{
+                    "name": "probe", "image": image, "imagePullPolicy": "IfNotPresent", "command": command,
+                    "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}}
+                }]
             }
         }))
         .expect("static pod shape");

@@ -495,9 +495,17 @@ fn keep_all(registered: &[Registered]) -> Vec<String> {
         .collect()
 }
 
+/// Every scenario namespace enforces Pod Security "restricted" (and warns and
+/// audits at it): what the chart promises must hold where teams run it.
 fn namespace_object(name: &str, scenario: &str) -> Namespace {
     serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "certctl-e2e", "certctl-e2e/scenario": scenario}}
+        "metadata": {"name": name, "labels": {
+            "app.kubernetes.io/part-of": "certctl-e2e",
+            "certctl-e2e/scenario": scenario,
+            "pod-security.kubernetes.io/enforce": "restricted",
+            "pod-security.kubernetes.io/warn": "restricted",
+            "pod-security.kubernetes.io/audit": "restricted",
+        }}
     }))
     .expect("static namespace shape")
 }

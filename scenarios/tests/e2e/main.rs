@@ -6,11 +6,14 @@
 mod support;
 
 mod api_validation;
+mod backup;
 mod cert_manager;
 mod default;
 mod external_db;
 mod ha;
 mod password_rotation;
+mod reinstall;
+mod upgrade;
 
 use certctl_harness::names::Component;
 use certctl_harness::scenario::{Flow, Scenario};
@@ -51,10 +54,11 @@ fn install(mode: Mode) -> Install {
     }
 }
 
-/// Hardened containers at runtime, then the API through the Service: ready,
+/// Admitted under Pod Security "restricted", hardened containers at runtime, then the API through the Service: ready,
 /// TLS 1.3 only, key required, metrics behind their permission; and the
 /// agent's certificate from the server's CA.
 pub async fn every_mode(s: &Scenario, live: &Live<'_>) -> Flow {
+    s.check("admitted under Pod Security \"restricted\" with no warning", checks::restricted_without_warnings(live)).await;
     hardened_containers(s, live).await?;
     let server = s.require("port-forward to the server Service", live.server()).await?;
     s.check("/ready via the Service says the database is reachable", checks::ready_via_service(&server)).await;

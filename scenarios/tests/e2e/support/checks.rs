@@ -10,6 +10,8 @@ use certctl_harness::exec::exec;
 use certctl_harness::names::Component;
 use certctl_harness::scenario::StepResult;
 use certctl_harness::wait::{wait_until, Classify, Deadline, Poll};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::Api;
 use rustls_pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
@@ -116,11 +118,7 @@ pub async fn metrics_need_permission(server: &Endpoint) -> StepResult {
 /// The CA certificate the server keeps, read independently of the server:
 /// psql in the bundled database, or in the external one.
 pub async fn server_ca_from_database(live: &Live<'_>) -> StepResult<String> {
-    const CA: &str = "select cert_pem from ca where id = 1";
-    Ok(match &live.external {
-        Some(db) => db.psql("certctl", CA).await?,
-        None => live.database().scalar(&live.pods(), CA).await?,
-    })
+    live.sql("select cert_pem from ca where id = 1").await
 }
 
 /// Every agent's own certificate, read from its key directory, verifies
@@ -153,5 +151,25 @@ pub async fn agents_hold_certificates(live: &Live<'_>) -> StepResult {
         let mode = exec(&pods, agent, "agent", &["stat", "-L", "-c", "%a", &format!("{AGENT_KEY_DIR}/agent.key")]).await?;
         ensure!(mode.stdout.trim() == "600", "{agent}: agent.key mode {:?}, want 600", mode.stdout.trim());
     }
+    Ok(())
+}
+
+/// The release's namespace enforces Pod Security "restricted" (so every pod
+/// running was admitted under it) and helm relayed no warning from the API
+/// server about it.
+pub async fn restricted_without_warnings(live: &Live<'_>) -> StepResult {
+    let ns = Api::<Namespace>::all(live.s.client.clone()).get(&live.names.namespace).await?;
+    let labels = ns.metadata.labels.unwrap_or_default();
+    for mode in ["enforce", "warn"] {
+        let level = labels.get(&format!("pod-security.kubernetes.io/{mode}")).map(String::as_str);
+        ensure!(level == Some("restricted"), "namespace {} has pod-security {mode}={level:?}, want restricted", live.names.namespace);
+    }
+    let warnings: Vec<&String> =
+        live.installed.warnings.iter().filter(|w| w.contains("PodSecurity") || w.contains("would violate")).collect();
+    ensure!(
+        warnings.is_empty(),
+        "helm relayed Pod Security warnings:\n  {}",
+        warnings.iter().map(|w| w.as_str()).collect::<Vec<_>>().join("\n  ")
+    );
     Ok(())
 }

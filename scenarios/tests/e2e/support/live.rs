@@ -46,12 +46,13 @@ pub struct Install {
     chart: Option<PathBuf>,
     values: Vec<serde_json::Value>,
     helm_args: Vec<String>,
+    known_keys: Option<serde_json::Value>,
 }
 
 impl Install {
     /// Mode `mode` as release `c` (one release per scenario namespace).
     pub fn mode(mode: Mode) -> Self {
-        Self { mode, release: "c".into(), chart: None, values: Vec::new(), helm_args: Vec::new() }
+        Self { mode, release: "c".into(), chart: None, values: Vec::new(), helm_args: Vec::new(), known_keys: None }
     }
 
     /// Another release name.
@@ -78,6 +79,13 @@ impl Install {
         self
     }
 
+    /// Only the values keys an older chart knows (`known`: its values.yaml;
+    /// see [`certctl_harness::previous_chart::prune`]).
+    pub fn known_to(mut self, known: serde_json::Value) -> Self {
+        self.known_keys = Some(known);
+        self
+    }
+
     /// Creates what the mode needs first (the server's TLS Secret, the
     /// external database, the ServiceMonitor CRD, cert-manager and its
     /// issuer), then `helm install`s it.
@@ -85,6 +93,24 @@ impl Install {
     /// # Errors
     /// Whatever setup or helm said.
     pub async fn run(self, s: &Scenario) -> StepResult<Live<'_>> {
+        self.apply(s, false).await
+    }
+
+    /// The same values as [`Install::run`], applied with `helm upgrade` to a
+    /// release of this mode that is installed already (the setup it needs
+    /// is there: it is checked, not made again).
+    ///
+    /// # Errors
+    /// External-DB mode (its database belongs to the install), or whatever helm said.
+    pub async fn upgrade(self, s: &Scenario) -> StepResult<Live<'_>> {
+        ensure!(
+            self.mode != Mode::ExternalDb,
+            "upgrade the external-DB release from its Live (release.set(..)): its database belongs to the install"
+        );
+        self.apply(s, true).await
+    }
+
+    async fn apply(self, s: &Scenario, upgrade: bool) -> StepResult<Live<'_>> {
         let names = s.release(&self.release);
         let env = s.env;
         let chart = self.chart.clone().unwrap_or_else(certctl_scenarios::modes::chart_dir);
@@ -96,7 +122,15 @@ impl Install {
                     "certctl e2e CA",
                     &TlsMaterial::service_names(&names.server(), &s.namespace).iter().map(String::as_str).collect::<Vec<_>>(),
                 )?;
-                Api::<Secret>::namespaced(s.client.clone(), &s.namespace).create(&PostParams::default(), &tls.secret(TLS_SECRET)).await?;
+                // A reinstall finds the Secret an earlier install created: the operator's
+                // Secret outlives `helm uninstall`, so it is kept as it is.
+                match Api::<Secret>::namespaced(s.client.clone(), &s.namespace)
+                    .create(&PostParams::default(), &tls.secret(TLS_SECRET))
+                    .await
+                {
+                    Err(kube::Error::Api(e)) if e.code == 409 => {}
+                    other => drop(other?),
+                }
             }
             Mode::CertManager => {
                 crate::cert_manager::issuer_ready(env).await?;
@@ -120,14 +154,32 @@ impl Install {
         for a in &self.helm_args {
             release = release.arg(a);
         }
-        let installed = s.helm.install(&release).await?;
+        if let Some(known) = &self.known_keys {
+            release = known_values_only(release, known)?;
+        }
+        let installed = if upgrade { s.helm.upgrade(&release).await? } else { s.helm.install(&release).await? };
         Ok(Live { s, mode: self.mode, names, release, installed, external })
     }
 }
 
+/// `release` with its values files and values merged into one value that
+/// holds only the keys `known` has.
+fn known_values_only(release: Release, known: &serde_json::Value) -> StepResult<Release> {
+    let mut all = serde_json::json!({});
+    for file in &release.values_files {
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        certctl_harness::helm::merge(&mut all, serde_yaml_ng::from_str(&text)?);
+    }
+    certctl_harness::helm::merge(&mut all, release.values.clone());
+    let pruned = certctl_harness::previous_chart::prune(&all, known);
+    Ok(Release { values_files: Vec::new(), values: pruned, ..release })
+}
+
 /// What every live install adds to a mode file: the images this run built
-/// (or the upstream ones online), storage kind provides, and a second,
-/// agent-only API key.
+/// (or the upstream ones online), a small volume, and a second, agent-only
+/// API key. Nothing about Pod Security: the chart's default ("restricted")
+/// holds, on volumes the pod's fsGroup can write (see
+/// `certctl_harness::storage`).
 fn run_overrides(s: &Scenario) -> serde_json::Value {
     let images = &s.env.images;
     serde_json::json!({
@@ -136,11 +188,7 @@ fn run_overrides(s: &Scenario) -> serde_json::Value {
             "env": {"CERTCTL_AUTH_SCOPED_KEYS": format!("{AGENT_ONLY_KEY}=agent.register,agent.heartbeat,agent.job.poll")},
         },
         "agent": {"image": images.agent.values()},
-        // kind's default StorageClass offline (kubernetes.io/host-path) makes root-owned
-        // 0750 directories that ignore fsGroup: only the root init container can hand
-        // them over, and Pod Security "restricted" forbids it.
-        "postgresql": {"image": images.postgres.values(), "storage": {"size": "1Gi"}, "volumePermissions": {"enabled": true}},
-        "podSecurity": {"level": "baseline"},
+        "postgresql": {"image": images.postgres.values(), "storage": {"size": "1Gi"}},
     })
 }
 
@@ -203,6 +251,26 @@ impl Live<'_> {
         wait_rollout(&Api::<Deployment>::namespaced(client.clone(), ns), &pods, &self.names.server(), rollout).await?;
         wait_rollout(&Api::<DaemonSet>::namespaced(client.clone(), ns), &pods, &self.names.agent(), rollout).await?;
         wait_pods_ready(&pods, &self.names.selector(Component::Server), self.server_replicas(), Deadline::secs(120)).await?;
+        Ok(())
+    }
+
+    /// The release as it is, changed by `change` through `helm upgrade
+    /// --reuse-values` (the chart README's way to change one value).
+    pub fn reusing_values(&self, change: serde_json::Value) -> Release {
+        Release::new(&self.names.release, &self.names.namespace, &self.release.chart).set(change).arg("--reuse-values")
+    }
+
+    /// `kubectl rollout restart` of the server Deployment: a new pod template
+    /// annotation, so every replica is replaced by the Deployment's strategy.
+    ///
+    /// # Errors
+    /// API errors.
+    pub async fn restart_servers(&self) -> StepResult {
+        let at = k8s_openapi::jiff::Timestamp::now().to_string();
+        let patch = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": at}}}}});
+        Api::<Deployment>::namespaced(self.s.client.clone(), &self.names.namespace)
+            .patch(&self.names.server(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
         Ok(())
     }
 
@@ -281,6 +349,20 @@ impl Live<'_> {
     /// psql in the bundled PostgreSQL pod, over TCP with the pod's password.
     pub fn database(&self) -> PsqlTarget {
         PsqlTarget::new(&self.names.postgres_pod(0), "postgres", "certctl", "certctl")
+    }
+
+    /// Runs `sql` as the database superuser in the release's database —
+    /// the bundled pod over its local socket (independent of the password
+    /// the chart configures) or the external container — and returns psql's
+    /// unaligned output, trimmed.
+    ///
+    /// # Errors
+    /// psql's error.
+    pub async fn sql(&self, sql: &str) -> StepResult<String> {
+        Ok(match &self.external {
+            Some(db) => db.psql("certctl", sql).await?,
+            None => self.database().over_socket().scalar(&self.pods(), sql).await?,
+        })
     }
 
     /// A port-forward to the server Service with a client for it.

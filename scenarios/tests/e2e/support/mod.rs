@@ -3,6 +3,7 @@
 //! HTTPS clients pinned to the server's CA ([`http`]).
 
 pub mod checks;
+pub mod data;
 pub mod http;
 pub mod kubectl;
 pub mod live;
