@@ -50,6 +50,16 @@ pub enum ExternalDbError {
     /// The container was already released (kept or removed).
     #[error("container {0} was released")]
     Released(String),
+    /// The restarted container came back on another address.
+    #[error("container {container} came back on {now}, not {was}: the release's URL no longer reaches it")]
+    Moved {
+        /// The container.
+        container: String,
+        /// Its address before.
+        was: String,
+        /// Its address now.
+        now: String,
+    },
     /// The database never accepted connections.
     #[error(transparent)]
     Wait(#[from] WaitError),
@@ -159,13 +169,7 @@ impl ExternalPostgres {
             .map_err(failed("start"))?;
         let ip = container.get_bridge_ip_address().await.map_err(failed("read its address"))?.to_string();
         let db = Self { ip, spec, container: Some(container), kept: AtomicBool::new(false) };
-        let name = db.spec.name.clone();
-        wait_until(&format!("{name} to accept connections"), Deadline::secs(90).every_millis(500), || async {
-            // TCP, not the socket: the entrypoint's temporary server listens on the socket only.
-            db.run(&["pg_isready", "-h", "127.0.0.1", "-U", "postgres"]).await.transient()?;
-            Ok::<_, crate::wait::PollError>(Poll::Ready(()))
-        })
-        .await?;
+        db.accepting().await?;
         let (user, password, database) = (db.spec.user.clone(), db.spec.password.clone(), db.spec.database.clone());
         db.psql("postgres", &format!("CREATE ROLE \"{user}\" LOGIN PASSWORD '{password}'")).await?;
         db.psql("postgres", &format!("CREATE DATABASE \"{database}\" OWNER \"{user}\"")).await?;
@@ -182,6 +186,48 @@ impl ExternalPostgres {
     /// ```
     pub fn url(&self, password: &str) -> String {
         format!("postgres://{}:{password}@{}:5432/{}?sslmode=disable", self.spec.user, self.ip, self.spec.database)
+    }
+
+    /// Stops the database (SIGINT, then SIGKILL after 10 s): an outage.
+    ///
+    /// # Errors
+    /// [`ExternalDbError::Container`] with what Docker said.
+    pub async fn stop(&self) -> Result<(), ExternalDbError> {
+        self.container()?.stop_with_timeout(Some(10)).await.map_err(|source| ExternalDbError::Container {
+            container: self.spec.name.clone(),
+            action: "stop",
+            source: Box::new(source),
+        })
+    }
+
+    /// Starts the stopped database again and waits until it accepts
+    /// connections. Its URL must stay valid: a new address is an error.
+    ///
+    /// # Errors
+    /// [`ExternalDbError::Container`]; a changed address; a [`WaitError`] with
+    /// the last `pg_isready` answer.
+    pub async fn start_again(&self) -> Result<(), ExternalDbError> {
+        let failed = |action| {
+            let container = self.spec.name.clone();
+            move |source| ExternalDbError::Container { container, action, source: Box::new(source) }
+        };
+        let container = self.container()?;
+        container.start().await.map_err(failed("start again"))?;
+        let ip = container.get_bridge_ip_address().await.map_err(failed("read its address"))?.to_string();
+        if ip != self.ip {
+            return Err(ExternalDbError::Moved { container: self.spec.name.clone(), was: self.ip.clone(), now: ip });
+        }
+        self.accepting().await
+    }
+
+    async fn accepting(&self) -> Result<(), ExternalDbError> {
+        wait_until(&format!("{} to accept connections", self.spec.name), Deadline::secs(90).every_millis(500), || async {
+            // TCP, not the socket: the entrypoint's temporary server listens on the socket only.
+            self.run(&["pg_isready", "-h", "127.0.0.1", "-U", "postgres"]).await.transient()?;
+            Ok::<_, crate::wait::PollError>(Poll::Ready(()))
+        })
+        .await?;
+        Ok(())
     }
 
     fn container(&self) -> Result<&ContainerAsync<GenericImage>, ExternalDbError> {

@@ -2,12 +2,16 @@
 //! cluster): nothing of the bundled database is created, and the server's
 //! pool never holds more than `server.database.maxConnections` connections —
 //! seen in the external database's own pg_stat_activity while every pooled
-//! connection is blocked by a lock.
+//! connection is blocked by a lock. Its faults are the operator's to fix
+//! and the server's to survive: an outage answers 503 (never 500) and heals
+//! by itself with every row intact; a wrong password is named (28P01),
+//! never printed, while the old pod keeps serving.
 
 use std::time::Duration;
 
 use certctl_harness::ensure;
 use certctl_harness::external_db::ExternalPostgres;
+use certctl_harness::names::Component;
 use certctl_harness::scenario::{Flow, Scenario, StepResult};
 use certctl_harness::wait::{wait_until, Classify, Deadline, Poll, PollError};
 use certctl_scenarios::modes::Mode;
@@ -15,6 +19,8 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::api::{Api, ListParams};
 
+use crate::password_rotation::diagnosed_28p01;
+use crate::support::data::Ledger;
 use crate::support::live::{Endpoint, Install, Live, API_KEY};
 
 /// The pool bound the scenario installs with.
@@ -29,7 +35,83 @@ pub async fn promises(s: &Scenario, live: &Live<'_>) -> Flow {
     let db = live.external.as_deref().expect("the external-DB mode starts its database");
     let server = s.require("port-forward to the server Service", live.server()).await?;
     s.check(&format!("pool never exceeds maxConnections={MAX_CONNS} in pg_stat_activity"), pool_bounded(db, &server, MAX_CONNS)).await;
+    let ledger = s.require("certificates issued to the agents through the API", Ledger::write(live, 3)).await?;
+    s.check("the database stopped: /ready and the API answer 503, not 500; the server heals when it returns", outage(live, db, &server))
+        .await;
+    drop(server);
+    s.check(
+        "a wrong password in externalDatabase.url: the new pod names 28P01 without the password; the old one serves",
+        wrong_password(s, live, db),
+    )
+    .await;
+    s.check("every row intact after the outage and the wrong password", async { ledger.intact(live).await.map(drop) }).await;
     Ok(())
+}
+
+/// Stops the external database: `/ready` turns 503 and an API call answers
+/// 503 `database_unavailable`; once it is back, both answer 200 again with
+/// no container restarted.
+async fn outage(live: &Live<'_>, db: &ExternalPostgres, server: &Endpoint) -> StepResult {
+    let http = server.client()?;
+    let status = |path: &'static str| {
+        let http = http.clone();
+        async move {
+            let r = http.get(server.url(path)).bearer_auth(API_KEY).send().await.transient()?;
+            let code = r.status().as_u16();
+            Ok::<_, PollError>((code, r.text().await.unwrap_or_default()))
+        }
+    };
+    db.stop().await?;
+    let stopped = async {
+        wait_until("/ready to answer 503 with the database stopped", Deadline::secs(60).every_millis(500), || async {
+            let (code, body) = status("/ready").await?;
+            Ok::<_, PollError>(if code == 503 { Poll::Ready(()) } else { Poll::Pending(format!("{code} {body}")) })
+        })
+        .await?;
+        let (code, body) = status("/api/v1/certificates").await.map_err(|e| format!("{e:?}"))?;
+        ensure!(
+            code == 503 && body.contains("database_unavailable"),
+            "an API call with the database stopped answered {code} {body}, want 503 database_unavailable"
+        );
+        StepResult::Ok(())
+    }
+    .await;
+    // Bring it back whatever was seen: the checks after this one need it.
+    db.start_again().await?;
+    stopped?;
+    wait_until("/ready to answer 200 once the database is back", Deadline::secs(120).every_millis(1000), || async {
+        let (code, body) = status("/ready").await?;
+        Ok::<_, PollError>(if code == 200 { Poll::Ready(()) } else { Poll::Pending(format!("{code} {body}")) })
+    })
+    .await?;
+    let (code, body) = status("/api/v1/certificates").await.map_err(|e| format!("{e:?}"))?;
+    ensure!(code == 200, "after the database returned an API call answered {code} {body}, want 200");
+    for pod in live.pods_of(Component::Server).await? {
+        let restarts: i32 = pod.status.and_then(|s| s.container_statuses).unwrap_or_default().iter().map(|c| c.restart_count).sum();
+        ensure!(
+            restarts == 0,
+            "{} restarted {restarts} time(s) during the outage; the server must wait, not exit",
+            pod.metadata.name.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// `helm upgrade` with a wrong password in the URL: the new pod logs the
+/// 28P01 diagnostic without the password and stays unready, the old pod
+/// keeps serving; the upgrade back to the right URL rolls out.
+async fn wrong_password(s: &Scenario, live: &Live<'_>, db: &ExternalPostgres) -> StepResult {
+    const WRONG: &str = "not-the-external-password-7";
+    let old = live.one_ready(Component::Server).await?;
+    let since = certctl_harness::logs::now();
+    let wrong = live.release.clone().set(serde_json::json!({"externalDatabase": {"url": db.url(WRONG)}}));
+    s.helm.upgrade(&wrong).await?;
+    let diagnosed = diagnosed_28p01(live, std::slice::from_ref(&old), since, WRONG).await;
+    let serving = live.ready(Component::Server).await;
+    s.helm.upgrade(&live.release).await?;
+    diagnosed?;
+    ensure!(serving?.contains(&old), "the old server pod {old} stopped serving while its replacement could not log in");
+    live.rolled_out().await
 }
 
 async fn no_bundled_database(live: &Live<'_>) -> StepResult {

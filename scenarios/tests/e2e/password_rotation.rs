@@ -40,7 +40,7 @@ async fn rotated_password_gives_28p01_and_the_remedies_work() {
         let new_pod = s
             .require(
                 "the new server pod logs SQLSTATE 28P01 with the remedy",
-                diagnosed_28p01(&live, std::slice::from_ref(&old_pod), since),
+                diagnosed_28p01(&live, std::slice::from_ref(&old_pod), since, ROTATED),
             )
             .await?;
         s.check("the old pod keeps serving while the new one is unready", old_serves_new_waits(&live, &old_pod, &new_pod)).await;
@@ -75,8 +75,13 @@ async fn rotated_password_gives_28p01_and_the_remedies_work() {
 }
 
 /// Waits for a server pod not in `except` and for its 28P01 line, which must
-/// name the remedy and not the password.
-pub async fn diagnosed_28p01(live: &Live<'_>, except: &[String], since: k8s_openapi::jiff::Timestamp) -> StepResult<String> {
+/// name the remedy and not `password`.
+pub async fn diagnosed_28p01(
+    live: &Live<'_>,
+    except: &[String],
+    since: k8s_openapi::jiff::Timestamp,
+    password: &str,
+) -> StepResult<String> {
     let pods = live.pods();
     let new_pod = wait_until("a new server pod", Deadline::secs(120), || async {
         let listed = pods.list(&ListParams::default().labels(&live.names.selector(Component::Server))).await?;
@@ -97,7 +102,7 @@ pub async fn diagnosed_28p01(live: &Live<'_>, except: &[String], since: k8s_open
     })
     .await?;
     ensure!(line.contains("ALTER ROLE"), "the 28P01 line does not give the ALTER ROLE remedy: {line}");
-    ensure!(!line.contains("postgres-password"), "the 28P01 line leaks the configured password: {line}");
+    ensure!(!line.contains(password), "the 28P01 line leaks the configured password: {line}");
     Ok(new_pod)
 }
 

@@ -31,7 +31,7 @@ async fn uninstall_keeps_the_database_for_a_reinstall() {
         let since = certctl_harness::logs::now();
         let other = Install::mode(Mode::Default).set(serde_json::json!({"postgresql": {"auth": {"password": OTHER_PASSWORD}}}));
         let third = s.require("reinstall with a different password", other.run(s)).await?;
-        let pod = s.require("the server logs SQLSTATE 28P01 with the remedy", diagnosed_28p01(&third, &[], since)).await?;
+        let pod = s.require("the server logs SQLSTATE 28P01 with the remedy", diagnosed_28p01(&third, &[], since, OTHER_PASSWORD)).await?;
         s.require("the remedy (ALTER ROLE) makes it Ready", alter_role_recovers(&third, &pod, OTHER_PASSWORD)).await?;
         s.require("rollout", third.rolled_out()).await?;
         s.check("every row is back after the remedy", async { ledger.intact(&third).await.map(drop) }).await;
