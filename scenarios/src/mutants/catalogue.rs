@@ -24,6 +24,7 @@ pub fn catalogue() -> Vec<Mutant> {
     all.extend(disruption_and_network());
     all.push(pool_size_not_wired());
     all.extend(promises());
+    all.extend(lifecycle());
     all.extend(server_mutants());
     all
 }
@@ -48,6 +49,9 @@ const DEFAULT_LIVE: Killer = Killer::live("mode_keeps_its_promises::case_1_defau
 const EXTERNAL_LIVE: Killer = Killer::live("mode_keeps_its_promises::case_2_external_db", "external-db");
 const HA_LIVE: Killer = Killer::live("mode_keeps_its_promises::case_4_ha", "ha");
 const ROTATION_LIVE: Killer = Killer::live("password_rotation::", "password-rotation");
+const REINSTALL_LIVE: Killer = Killer::live("reinstall::", "reinstall");
+const UPGRADE_LIVE: Killer = Killer::live("upgrade::", "upgrade");
+const BACKUP_LIVE: Killer = Killer::live("backup::", "backup");
 
 /// C2: the README's own install command sets a key the chart does not read.
 fn readme_install_with_a_wrong_key() -> Mutant {
@@ -367,6 +371,40 @@ fn promises() -> Vec<Mutant> {
 
 /// Mutants of the server itself: its tests are rebuilt from a scratch workspace, and
 /// the live scenario then needs a server image built from it.
+/// Data across the chart's lifecycle: what uninstall keeps, what a backup holds, what an
+/// upgrade finds.
+fn lifecycle() -> Vec<Mutant> {
+    const POSTGRES: &str = "chart/templates/postgres-statefulset.yaml";
+    vec![
+        mutant(
+            "life-claim-deleted-on-uninstall",
+            "promise: helm uninstall keeps the database claim (the StatefulSet deletes its claims with it)",
+            vec![Edit::new(
+                POSTGRES,
+                "spec:\n  serviceName: {{ $f }}-postgres\n",
+                "spec:\n  persistentVolumeClaimRetentionPolicy:\n    whenDeleted: Delete\n    whenScaled: Retain\n  serviceName: {{ $f }}-postgres\n",
+            )],
+            vec![REINSTALL_LIVE],
+        ),
+        mutant(
+            "life-backup-skips-a-table",
+            "promise: a backup holds every row (the dump leaves out the jobs table's rows)",
+            vec![Edit::new(
+                "chart/templates/backup-cronjob.yaml",
+                "pg_dump -Fc --no-password -f \"$partial\"\n                  {{- else }}",
+                "pg_dump -Fc --no-password --exclude-table-data=jobs -f \"$partial\"\n                  {{- else }}",
+            )],
+            vec![BACKUP_LIVE],
+        ),
+        mutant(
+            "life-upgrade-renames-the-claim-template",
+            "promise: an upgrade finds the data (the database claim template renamed: installs work, upgrades cannot)",
+            vec![Edit::new(POSTGRES, "        name: data\n        labels:", "        name: pgdata\n        labels:")],
+            vec![UPGRADE_LIVE],
+        ),
+    ]
+}
+
 fn server_mutants() -> Vec<Mutant> {
     vec![
         mutant(

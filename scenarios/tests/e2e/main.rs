@@ -12,6 +12,7 @@ mod default;
 mod external_db;
 mod ha;
 mod password_rotation;
+mod pool;
 mod reinstall;
 mod upgrade;
 
@@ -46,12 +47,13 @@ async fn mode_keeps_its_promises(#[case] mode: Mode) {
     .unwrap();
 }
 
-/// What a mode installs beyond its values file.
+/// What a mode installs beyond its values file (and the pool every mode checks).
 fn install(mode: Mode) -> Install {
     match mode {
         Mode::ExternalDb => external_db::install(),
         other => Install::mode(other),
     }
+    .set(pool::values())
 }
 
 /// Admitted under Pod Security "restricted", hardened containers at runtime, then the API through the Service: ready,
@@ -67,6 +69,14 @@ pub async fn every_mode(s: &Scenario, live: &Live<'_>) -> Flow {
     s.check("metrics need metrics.read", checks::metrics_need_permission(&server)).await;
     drop(server);
     s.check("every agent holds a certificate issued by the server's CA", checks::agents_hold_certificates(live)).await;
+    s.check(
+        &format!(
+            "each replica's pool reaches exactly maxConnections={} under load, never more, then its idle floor",
+            pool::MAX_CONNECTIONS
+        ),
+        pool::bounded(live),
+    )
+    .await;
     Ok(())
 }
 

@@ -52,5 +52,10 @@ async fn uninstall_keeps_claim(s: &Scenario, live: &Live<'_>) -> StepResult {
         "after helm uninstall, claim {claim} is {phase:?} (present: {}), want Bound",
         found.is_some()
     );
+    let meta = found.map(|c| c.metadata).unwrap_or_default();
+    ensure!(meta.deletion_timestamp.is_none(), "after helm uninstall, claim {claim} is being deleted");
+    // An owner left on the claim means the garbage collector deletes it soon.
+    let owners: Vec<String> = meta.owner_references.unwrap_or_default().into_iter().map(|o| format!("{}/{}", o.kind, o.name)).collect();
+    ensure!(owners.is_empty(), "after helm uninstall, claim {claim} is owned by {owners:?}: it will be garbage-collected");
     Ok(())
 }

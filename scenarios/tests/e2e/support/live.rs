@@ -365,6 +365,32 @@ impl Live<'_> {
         })
     }
 
+    /// Starts `sql` in a psql session that keeps running (a lock holder) as
+    /// `application_name`; terminate its backend by that name to end it.
+    ///
+    /// # Errors
+    /// The external container's exec; a bundled session's failure is seen
+    /// by the caller's wait for what it should do (the lock granted).
+    pub async fn sql_background(&self, application_name: &str, sql: &str) -> StepResult {
+        if let Some(db) = &self.external {
+            return Ok(db.psql_background("certctl", application_name, sql).await?);
+        }
+        let (pods, pod) = (self.pods(), self.names.postgres_pod(0));
+        let script = format!("PGAPPNAME={application_name} exec psql -U certctl -d certctl -X -v ON_ERROR_STOP=1 -c \"$1\"");
+        let sql = sql.to_string();
+        tokio::spawn(async move { certctl_harness::exec::exec(&pods, &pod, "postgres", &["sh", "-c", &script, "psql", &sql]).await });
+        Ok(())
+    }
+
+    /// A port-forward to one server pod (not the Service) with a client for it.
+    ///
+    /// # Errors
+    /// The forward, or the server's CA.
+    pub async fn server_pod(&self, pod: &str) -> StepResult<Endpoint> {
+        let fwd = PortForward::to_pod(self.pods(), pod, 8443).await?;
+        Ok(Endpoint { host: self.names.server_host(), ca: self.server_ca().await?, fwd })
+    }
+
     /// A port-forward to the server Service with a client for it.
     ///
     /// # Errors
