@@ -19,6 +19,7 @@
 
 pub mod tools;
 
+pub mod availability;
 pub mod cluster;
 pub mod conditions;
 pub mod diagnostics;

@@ -130,6 +130,9 @@ fn mutate(path: &str, current: &Value) -> Value {
         ("relabelings", _) => json!([{"action": "keep", "regex": "m"}]),
         ("env", _) => json!({"MUTATED": "x"}),
         ("affinity", _) => json!({"nodeAffinity": {}}),
+        ("topologySpreadConstraints", _) => {
+            json!([{"maxSkew": 2, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule"}])
+        }
         ("tlsConfig", _) => json!({"insecureSkipVerify": true}),
         ("resources", _) => json!({"limits": {"cpu": "1"}}),
         (_, Value::Object(_)) => json!({"m.example.com/x": "y"}),

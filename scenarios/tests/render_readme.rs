@@ -107,7 +107,10 @@ fn helm_commands(markdown: &str) -> Result<Vec<HelmCommand>, String> {
     for block in sh_blocks(markdown) {
         let mut vars = HashMap::new();
         for (i, line) in logical_lines(&block).into_iter().enumerate() {
-            if line.starts_with("helm ") {
+            if line.starts_with("helm uninstall ") {
+                // Renders nothing: the README's remedies start with it.
+                continue;
+            } else if line.starts_with("helm ") {
                 commands.push(helm_command(&line, &words(&line, &vars)?)?);
             } else if line.starts_with("--") {
                 let previous = commands.last().filter(|_| i == 0).ok_or(format!("flags that continue no command: {line}"))?;

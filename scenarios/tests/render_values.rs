@@ -333,3 +333,30 @@ fn helm_lint_is_clean_for_every_mode() {
         assert!(!out.contains("[WARNING]") && !out.contains("[ERROR]"), "{mode}: {out}");
     }
 }
+
+#[test]
+fn server_replicas_prefer_one_per_node_with_the_server_labels() {
+    let own = json!([{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"x": "y"}}}]);
+    let results = render_all(&[
+        Render::mode(Mode::Ha),
+        Render::mode(Mode::Ha).set_json("server.topologySpreadConstraints", &json!([])),
+        Render::mode(Mode::Ha).set_json("server.topologySpreadConstraints", &own),
+    ]);
+    let spread: Vec<Option<Value>> = results
+        .iter()
+        .map(|r| {
+            r.as_ref()
+                .unwrap()
+                .of_kind("Deployment")
+                .find(|o| o.name().ends_with("-server"))
+                .and_then(|o| o.pod_spec()?.get("topologySpreadConstraints").cloned())
+        })
+        .collect();
+    let default = spread[0].as_ref().expect("the default spreads the servers");
+    assert_eq!(default[0]["topologyKey"], "kubernetes.io/hostname", "{default}");
+    assert_eq!(default[0]["whenUnsatisfiable"], "ScheduleAnyway", "a one-node cluster must still schedule every replica: {default}");
+    assert_eq!(default[0]["labelSelector"]["matchLabels"]["app.kubernetes.io/component"], "server", "{default}");
+    assert!(spread[1].is_none(), "[] must turn the spread off: {:?}", spread[1]);
+    let theirs = spread[2].as_ref().unwrap();
+    assert_eq!(theirs[0]["labelSelector"], json!({"matchLabels": {"x": "y"}}), "a constraint's own labelSelector is kept: {theirs}");
+}
