@@ -55,6 +55,9 @@ pub struct TestEnv {
     pub artifacts: PathBuf,
     /// The workspace root (chart/ and scenarios/ live here).
     pub workspace: PathBuf,
+    /// The worker set aside for node disruption (tainted [`crate::disruption::TAINT`]),
+    /// when the cluster has two workers or more.
+    pub disruptable: Option<String>,
     watchdog: Mutex<Option<Watchdog>>,
 }
 
@@ -65,10 +68,19 @@ pub struct TestEnv {
 /// let s = certctl_harness::env::Shape { workers: 2 };
 /// assert_eq!(s.workers, 2);
 /// ```
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Shape {
     /// Worker nodes besides the control plane.
     pub workers: usize,
+}
+
+/// The live tier's cluster: a control plane and two workers, so HA runs on
+/// more than one node and one worker can be set aside to be drained and
+/// killed (see [`crate::disruption`]).
+impl Default for Shape {
+    fn default() -> Self {
+        Self { workers: 2 }
+    }
 }
 
 impl TestEnv {
@@ -212,19 +224,21 @@ impl TestEnv {
         );
         loaded?;
 
+        let mut disruptable = None;
         if cluster.origin != Origin::Kubeconfig {
             let start = Instant::now();
-            let prepared = cluster
-                .nodes()
-                .map_err(crate::storage::StorageError::from)
-                .and_then(|nodes| crate::storage::ensure(&tools.kubectl.path, &cluster.kubeconfig, &nodes))
-                .map_err(|e| fail("storage", &e));
+            let nodes = cluster.nodes().map_err(|e| fail("storage", &e))?;
+            let prepared = crate::storage::ensure(&tools.kubectl.path, &cluster.kubeconfig, &nodes).map_err(|e| fail("storage", &e));
             t.record("run", "storage", start.elapsed(), if prepared.is_ok() { Outcome::Ok } else { Outcome::Failed });
             eprintln!("e2e storage: {:?}", prepared.as_ref().map_err(|e| e.message.clone()));
             prepared?;
+            let workers = crate::disruption::workers(&nodes);
+            disruptable =
+                crate::disruption::set_aside(&tools.kubectl.path, &cluster.kubeconfig, &workers).map_err(|e| fail("nodes", &e))?;
+            eprintln!("e2e nodes: {} worker(s) {workers:?}; set aside for node disruption: {disruptable:?}", workers.len());
         }
 
-        Ok(TestEnv { tools, images, cluster, keep, artifacts, workspace, watchdog: Mutex::new(watchdog) })
+        Ok(TestEnv { disruptable, tools, images, cluster, keep, artifacts, workspace, watchdog: Mutex::new(watchdog) })
     }
 
     /// Records that a scenario failed: with `on-failure` (or `always`) the

@@ -23,6 +23,7 @@ pub mod availability;
 pub mod cluster;
 pub mod conditions;
 pub mod diagnostics;
+pub mod disruption;
 pub mod env;
 pub mod evict;
 pub mod exec;

@@ -11,6 +11,7 @@ mod cert_manager;
 mod default;
 mod external_db;
 mod ha;
+mod nodes;
 mod password_rotation;
 mod pool;
 mod reinstall;
@@ -40,7 +41,10 @@ async fn mode_keeps_its_promises(#[case] mode: Mode) {
             Mode::Default => Ok(()),
             Mode::ExternalDb => external_db::promises(s, &live).await,
             Mode::CertManager => cert_manager::promises(s, &live).await,
-            Mode::Ha => ha::promises(s, &live).await,
+            Mode::Ha => {
+                ha::promises(s, &live).await?;
+                nodes::promises(s, &live).await
+            }
         }
     })
     .await
@@ -51,6 +55,7 @@ async fn mode_keeps_its_promises(#[case] mode: Mode) {
 fn install(mode: Mode) -> Install {
     match mode {
         Mode::ExternalDb => external_db::install(),
+        Mode::Ha => Install::mode(Mode::Ha).set(nodes::tolerate_the_set_aside_worker()),
         other => Install::mode(other),
     }
     .set(pool::values())
