@@ -11,6 +11,7 @@ mod cert_manager;
 mod default;
 mod external_db;
 mod ha;
+mod helm_majors;
 mod nodes;
 mod password_rotation;
 mod pool;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use certctl_harness::conditions::{await_condition, crd_established};
 use certctl_harness::ensure;
 use certctl_harness::external_db::{kind_network, ExternalDbSpec, ExternalPostgres};
-use certctl_harness::helm::{Installed, Release};
+use certctl_harness::helm::{Helm, Installed, Release};
 use certctl_harness::names::{Component, ReleaseNames};
 use certctl_harness::pods::{is_ready, wait_pods_ready, wait_rollout};
 use certctl_harness::portforward::PortForward;
@@ -47,12 +47,13 @@ pub struct Install {
     values: Vec<serde_json::Value>,
     helm_args: Vec<String>,
     known_keys: Option<serde_json::Value>,
+    helm: Option<Helm>,
 }
 
 impl Install {
     /// Mode `mode` as release `c` (one release per scenario namespace).
     pub fn mode(mode: Mode) -> Self {
-        Self { mode, release: "c".into(), chart: None, values: Vec::new(), helm_args: Vec::new(), known_keys: None }
+        Self { mode, release: "c".into(), chart: None, values: Vec::new(), helm_args: Vec::new(), known_keys: None, helm: None }
     }
 
     /// Another release name.
@@ -76,6 +77,12 @@ impl Install {
     /// An extra `helm install` argument.
     pub fn helm_arg(mut self, arg: &str) -> Self {
         self.helm_args.push(arg.into());
+        self
+    }
+
+    /// Another helm than the run's (a release one major installs and another upgrades).
+    pub fn with_helm(mut self, helm: Helm) -> Self {
+        self.helm = Some(helm);
         self
     }
 
@@ -157,7 +164,8 @@ impl Install {
         if let Some(known) = &self.known_keys {
             release = known_values_only(release, known)?;
         }
-        let installed = if upgrade { s.helm.upgrade(&release).await? } else { s.helm.install(&release).await? };
+        let helm = self.helm.as_ref().unwrap_or(&s.helm);
+        let installed = if upgrade { helm.upgrade(&release).await? } else { helm.install(&release).await? };
         Ok(Live { s, mode: self.mode, names, release, installed, external })
     }
 }
