@@ -342,7 +342,8 @@ fn promises() -> Vec<Mutant> {
             id,
             reintroduces,
             vec![Edit::new(VALUES, format!("{block}{context}"), context.to_owned())],
-            vec![Killer::render("render_hardening", "every_pod_runs_under_the_runtime_default_seccomp_profile")],
+            // Live: the scenario namespaces enforce Pod Security "restricted".
+            vec![Killer::render("render_hardening", "every_pod_runs_under_the_runtime_default_seccomp_profile"), DEFAULT_LIVE],
         )
     };
     vec![
@@ -355,6 +356,16 @@ fn promises() -> Vec<Mutant> {
                 "",
             )],
             vec![Killer::render("render_values", "agent_gets_identity_key_server_url_and_ca"), DEFAULT_LIVE],
+        ),
+        mutant(
+            "promise-server-spread-removed",
+            "HA on one node: the servers' default topology spread across nodes removed",
+            vec![Edit::new(
+                VALUES,
+                "  topologySpreadConstraints:\n    - maxSkew: 1\n      topologyKey: kubernetes.io/hostname\n      whenUnsatisfiable: ScheduleAnyway\n",
+                "  topologySpreadConstraints: []\n",
+            )],
+            vec![Killer::render("render_values", "server_replicas_prefer_one_per_node_with_the_server_labels"), HA_LIVE],
         ),
         seccomp_removed(
             "promise-server-seccomp-profile-removed",
@@ -369,8 +380,6 @@ fn promises() -> Vec<Mutant> {
     ]
 }
 
-/// Mutants of the server itself: its tests are rebuilt from a scratch workspace, and
-/// the live scenario then needs a server image built from it.
 /// Data across the chart's lifecycle: what uninstall keeps, what a backup holds, what an
 /// upgrade finds.
 fn lifecycle() -> Vec<Mutant> {
@@ -405,6 +414,8 @@ fn lifecycle() -> Vec<Mutant> {
     ]
 }
 
+/// Mutants of the server itself: its tests are rebuilt from a scratch workspace, and
+/// the live scenario then needs a server image built from it.
 fn server_mutants() -> Vec<Mutant> {
     vec![
         mutant(
