@@ -30,6 +30,16 @@ pub enum ClusterError {
         /// The tail of its stderr.
         stderr: String,
     },
+    /// A restarted node came back on another address.
+    #[error("node {node} came back on {now}, not {was}: its kubelet cannot serve on the new address")]
+    NodeMoved {
+        /// The node.
+        node: String,
+        /// Its addresses before.
+        was: String,
+        /// Its addresses now.
+        now: String,
+    },
     /// Creation failed on every attempt.
     #[error("kind could not create cluster {name} in {attempts} attempts; last error: {last}")]
     CreateExhausted {

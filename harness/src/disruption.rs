@@ -51,25 +51,50 @@ pub fn workers(nodes: &[String]) -> Vec<String> {
     w
 }
 
+/// A killed kind node: start it again with [`KilledNode::start`].
+#[derive(Debug)]
+#[must_use = "a killed node stays down until started"]
+pub struct KilledNode {
+    /// The node (its container's name).
+    pub name: String,
+    addresses: String,
+}
+
 /// Kills a kind node's container (SIGKILL: no kubelet goodbye, no drain).
 ///
 /// # Errors
 /// docker's failure.
-pub async fn kill_node(node: &str) -> Result<(), ClusterError> {
-    docker(&["kill", node]).await
+pub async fn kill_node(node: &str) -> Result<KilledNode, ClusterError> {
+    let addresses = addresses(node).await?;
+    docker(&["kill", node]).await?;
+    Ok(KilledNode { name: node.to_string(), addresses })
 }
 
-/// Starts a killed kind node's container again.
-///
-/// # Errors
-/// docker's failure.
-pub async fn start_node(node: &str) -> Result<(), ClusterError> {
-    docker(&["start", node]).await
+impl KilledNode {
+    /// Starts the node's container again. Its kubelet was set up for its
+    /// address: if Docker gave it another one (a container created meanwhile
+    /// took the freed address), that is an error naming both.
+    ///
+    /// # Errors
+    /// docker's failure, or a changed address.
+    pub async fn start(self) -> Result<(), ClusterError> {
+        docker(&["start", &self.name]).await?;
+        let now = addresses(&self.name).await?;
+        if now != self.addresses {
+            return Err(ClusterError::NodeMoved { node: self.name, was: self.addresses, now });
+        }
+        Ok(())
+    }
 }
 
-async fn docker(args: &[&str]) -> Result<(), ClusterError> {
+/// The container's addresses on its networks.
+async fn addresses(node: &str) -> Result<String, ClusterError> {
+    docker(&["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", node]).await.map(|s| s.trim().to_string())
+}
+
+async fn docker(args: &[&str]) -> Result<String, ClusterError> {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || run(Command::new("docker").args(&args)).map(drop))
+    tokio::task::spawn_blocking(move || run(Command::new("docker").args(&args)).map(|o| String::from_utf8_lossy(&o.stdout).into_owned()))
         .await
         .map_err(|e| ClusterError::Spawn { cmd: "docker".into(), source: std::io::Error::other(e) })?
 }

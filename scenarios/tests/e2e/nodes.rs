@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use certctl_harness::availability::{Sampler, Samples};
-use certctl_harness::disruption::{kill_node, start_node};
+use certctl_harness::disruption::kill_node;
 use certctl_harness::ensure;
 use certctl_harness::names::Component;
 use certctl_harness::pods::{pod_summary, wait_pods_ready};
@@ -115,7 +115,7 @@ async fn ready_endpoints_on(live: &Live<'_>, node: &str) -> Result<usize, kube::
 /// 10 s; then starts the worker again and waits for it and the replicas.
 async fn node_lost(live: &Live<'_>, victim: &str) -> StepResult {
     let during = sampler(live);
-    kill_node(victim).await?;
+    let killed = kill_node(victim).await?;
     let gone = wait_until(&format!("the Service to drop the replicas on {victim}"), Deadline::secs(240).every_millis(1000), || async {
         let n = ready_endpoints_on(live, victim).await?;
         Ok::<_, kube::Error>(if n == 0 { Poll::Ready(()) } else { Poll::Pending(format!("{n} ready endpoint(s) on {victim}")) })
@@ -131,7 +131,7 @@ async fn node_lost(live: &Live<'_>, victim: &str) -> StepResult {
     } else {
         None
     };
-    start_node(victim).await?;
+    killed.start().await?;
     gone?;
     let held = held.expect("sampled once the Service converged");
     eprintln!("node loss of {victim}: afterwards: {held}");
