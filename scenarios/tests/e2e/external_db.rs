@@ -5,9 +5,12 @@
 //! by itself with every row intact; a wrong password is named (28P01),
 //! never printed, while the old pod keeps serving.
 
+use std::time::Duration;
+
 use certctl_harness::ensure;
 use certctl_harness::external_db::ExternalPostgres;
 use certctl_harness::names::Component;
+use certctl_harness::probe::{ProbePod, ProbeTool, Verdict};
 use certctl_harness::scenario::{Flow, Scenario, StepResult};
 use certctl_harness::wait::{wait_until, Classify, Deadline, Poll, PollError};
 use certctl_scenarios::modes::Mode;
@@ -36,7 +39,12 @@ pub async fn promises(s: &Scenario, live: &Live<'_>) -> Flow {
         wrong_password(s, live, db),
     )
     .await;
-    s.check("every row intact after the outage and the wrong password", async { ledger.intact(live).await.map(drop) }).await;
+    s.check(
+        "networkPolicy on: the server reaches its database on new connections, and no other port of it",
+        policy_admits_only_the_database(s, live, db),
+    )
+    .await;
+    s.check("every row intact after the outage, the wrong password and the policy", async { ledger.intact(live).await.map(drop) }).await;
     Ok(())
 }
 
@@ -120,5 +128,48 @@ async fn no_bundled_database(live: &Live<'_>) -> StepResult {
         "postgresql.enabled=false still created volume claims: {:?}",
         claims.iter().filter_map(|c| c.metadata.name.clone()).collect::<Vec<_>>()
     );
+    Ok(())
+}
+
+/// `helm upgrade` with `networkPolicy.enabled=true` (egress to the database
+/// derived from its URL). A policy only governs connections opened after it
+/// is programmed, and pooled ones live on, so: first the negative control
+/// from the server pod itself (another port of the database's address is
+/// dropped, not refused: the policy is in force for that pod), then the
+/// database ends every server connection, and the server must open new ones
+/// through the policy — `/ready` and an API call answer 200, no restart.
+async fn policy_admits_only_the_database(s: &Scenario, live: &Live<'_>, db: &ExternalPostgres) -> StepResult {
+    let on = live.release.clone().set(serde_json::json!({"networkPolicy": {"enabled": true}}));
+    s.helm.upgrade(&on).await?;
+    live.rolled_out().await?;
+    let (within, hold) = (Duration::from_secs(60), Duration::from_secs(5));
+    for pod in live.ready(Component::Server).await? {
+        let from_server = ProbePod::existing(live.pods(), &pod, "server", ProbeTool::Bash);
+        // Nothing listens on 5433: refused without the policy, dropped with it.
+        from_server.expect(&format!("{}:5433", db.ip), Verdict::TimedOut, within, hold).await?;
+        from_server.expect(&format!("{}:5432", db.ip), Verdict::Connected, within, Duration::ZERO).await?;
+    }
+    let ended = db
+        .psql("postgres", "select count(pg_terminate_backend(pid)) from pg_stat_activity where application_name = 'certctl-server'")
+        .await?;
+    eprintln!("external-db policy: the database ended {ended} server connection(s)");
+    let server = live.server().await?;
+    let http = server.client()?;
+    wait_until("the server to answer an API call on a new database connection", Deadline::secs(60).every_millis(1000), || async {
+        let r = http.get(server.url("/api/v1/certificates")).bearer_auth(API_KEY).send().await.transient()?;
+        let code = r.status().as_u16();
+        Ok::<_, PollError>(if code == 200 {
+            Poll::Ready(())
+        } else {
+            Poll::Pending(format!("{code} {}", r.text().await.unwrap_or_default()))
+        })
+    })
+    .await?;
+    let reconnected = db.psql("certctl", "select count(*) from pg_stat_activity where application_name = 'certctl-server' and backend_start > now() - interval '2 minutes'").await?;
+    ensure!(reconnected != "0", "the server answered, but no server connection to the database is new: the check proved nothing");
+    for pod in live.pods_of(Component::Server).await? {
+        let restarts: i32 = pod.status.and_then(|s| s.container_statuses).unwrap_or_default().iter().map(|c| c.restart_count).sum();
+        ensure!(restarts == 0, "{} restarted {restarts} time(s) under the policy", pod.metadata.name.unwrap_or_default());
+    }
     Ok(())
 }
