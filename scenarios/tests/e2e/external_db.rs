@@ -149,6 +149,7 @@ async fn policy_admits_only_the_database(s: &Scenario, live: &Live<'_>, db: &Ext
         from_server.expect(&format!("{}:5433", db.ip), Verdict::TimedOut, within, hold).await?;
         from_server.expect(&format!("{}:5432", db.ip), Verdict::Connected, within, Duration::ZERO).await?;
     }
+    let before = db.psql("postgres", "select now()").await?;
     let ended = db
         .psql("postgres", "select count(pg_terminate_backend(pid)) from pg_stat_activity where application_name = 'certctl-server'")
         .await?;
@@ -165,7 +166,10 @@ async fn policy_admits_only_the_database(s: &Scenario, live: &Live<'_>, db: &Ext
         })
     })
     .await?;
-    let reconnected = db.psql("certctl", "select count(*) from pg_stat_activity where application_name = 'certctl-server' and backend_start > now() - interval '2 minutes'").await?;
+    let new_connections = format!(
+        "select count(*) from pg_stat_activity where application_name = 'certctl-server' and backend_start > '{before}'::timestamptz"
+    );
+    let reconnected = db.psql("certctl", &new_connections).await?;
     ensure!(reconnected != "0", "the server answered, but no server connection to the database is new: the check proved nothing");
     for pod in live.pods_of(Component::Server).await? {
         let restarts: i32 = pod.status.and_then(|s| s.container_statuses).unwrap_or_default().iter().map(|c| c.restart_count).sum();
