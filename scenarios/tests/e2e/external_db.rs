@@ -52,7 +52,9 @@ pub async fn promises(s: &Scenario, live: &Live<'_>) -> Flow {
 /// 503 `database_unavailable`; once it is back, both answer 200 again with
 /// no container restarted.
 async fn outage(live: &Live<'_>, db: &ExternalPostgres, server: &Endpoint) -> StepResult {
-    let http = server.client()?;
+    // A stopped database's address does not answer: the server's bound is its connect
+    // timeout (CERTCTL_DATABASE_CONNECT_TIMEOUT, 10 s), so the client waits longer.
+    let http = server.client_with_timeout(Duration::from_secs(30))?;
     let status = |path: &'static str| {
         let http = http.clone();
         async move {
@@ -68,7 +70,9 @@ async fn outage(live: &Live<'_>, db: &ExternalPostgres, server: &Endpoint) -> St
             Ok::<_, PollError>(if code == 503 { Poll::Ready(()) } else { Poll::Pending(format!("{code} {body}")) })
         })
         .await?;
+        let asked = std::time::Instant::now();
         let (code, body) = status("/api/v1/certificates").await.map_err(|e| format!("{e:?}"))?;
+        eprintln!("external-db outage: an API call answered {code} after {:.1?}", asked.elapsed());
         ensure!(
             code == 503 && body.contains("database_unavailable"),
             "an API call with the database stopped answered {code} {body}, want 503 database_unavailable"

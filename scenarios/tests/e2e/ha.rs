@@ -227,8 +227,10 @@ async fn prometheus_blocked_then_admitted(s: &Scenario, live: &Live<'_>) -> Step
     let config_map = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "prometheus"}, "data": {"prometheus.yml": serde_yaml_ng::to_string(&config)?}});
     Api::<ConfigMap>::namespaced(client.clone(), &monitoring).create(&PostParams::default(), &serde_json::from_value(config_map)?).await?;
     let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "prometheus", "labels": {"app": "e2e-prometheus"}}, "spec": {
-        "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "fsGroup": 65532},
+        // Pod Security "restricted", like every pod in a scenario namespace.
+        "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "fsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [{"name": "prometheus", "image": image, "imagePullPolicy": "IfNotPresent",
+            "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
             "args": ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus", "--web.listen-address=:9090"],
             "readinessProbe": {"httpGet": {"path": "/-/ready", "port": 9090}, "periodSeconds": 2},
             "volumeMounts": [{"name": "config", "mountPath": "/etc/prometheus"}, {"name": "scrape", "mountPath": "/etc/scrape"}, {"name": "data", "mountPath": "/prometheus"}]}],

@@ -132,7 +132,6 @@ impl Ledger {
     pub async fn write(live: &Live<'_>, per_agent: usize) -> StepResult<Self> {
         let started = Instant::now();
         let agents = agent_ids(live).await?;
-        ensure!(!agents.is_empty(), "no registered agent behind a Ready agent pod to issue certificates to");
         let server = live.server().await?;
         let http = server.client()?;
         let mut certificates = Vec::new();
@@ -225,14 +224,23 @@ impl Ledger {
     }
 }
 
-/// `(name, id)` of each active agent whose pod is Ready now.
+/// `(name, id)` of each Ready agent pod's registration, once every Ready
+/// agent pod has registered (a pod is Ready a moment before it registers).
 async fn agent_ids(live: &Live<'_>) -> StepResult<Vec<(String, String)>> {
-    let ready = live.ready(Component::Agent).await?;
-    let rows = live.sql("select name || ' ' || id from agents where status = 'active' order by name").await?;
-    Ok(rows
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .filter(|(name, _)| ready.iter().any(|r| r == name))
-        .map(|(n, id)| (n.to_string(), id.to_string()))
-        .collect())
+    Ok(wait_until("every Ready agent pod to register with the server", Deadline::secs(120).every_millis(1000), || async {
+        let ready = live.ready(Component::Agent).await.transient()?;
+        let rows = live.sql("select name || ' ' || id from agents where status = 'active' order by name").await.fatal()?;
+        let registered: Vec<(String, String)> = rows
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(name, _)| ready.iter().any(|r| r == name))
+            .map(|(n, id)| (n.to_string(), id.to_string()))
+            .collect();
+        Ok::<_, PollError>(if !ready.is_empty() && registered.len() == ready.len() {
+            Poll::Ready(registered)
+        } else {
+            Poll::Pending(format!("Ready agent pods {ready:?}, registered of them {registered:?}"))
+        })
+    })
+    .await?)
 }
