@@ -222,16 +222,24 @@ impl Scenario {
         s.finish(expect_failure).await
     }
 
-    /// Creates the scenario's namespace (replacing a leftover from a kept
-    /// earlier run).
+    /// Creates the scenario's namespace, after deleting every namespace a
+    /// kept earlier run of it left (its own and the extra ones, all labelled
+    /// with the scenario): a rerun starts from nothing.
     async fn start(env: &'static TestEnv, name: &str) -> Result<Self, BoxError> {
         let client = env.client().await?;
         let namespace = format!("e2e-{name}");
         let nss: Api<Namespace> = Api::all(client.clone());
-        if nss.get_opt(&namespace).await?.is_some() {
-            eprintln!("scenario {name}: deleting leftover namespace {namespace}");
-            let _ = nss.delete(&namespace, &DeleteParams::default()).await;
-            crate::pods::wait_deleted(&nss, &namespace, Deadline::secs(180)).await?;
+        let labelled = nss.list(&kube::api::ListParams::default().labels(&format!("certctl-e2e/scenario={name}"))).await?;
+        let mut leftovers: Vec<String> = labelled.items.into_iter().filter_map(|n| n.metadata.name).collect();
+        if !leftovers.contains(&namespace) && nss.get_opt(&namespace).await?.is_some() {
+            leftovers.push(namespace.clone());
+        }
+        for ns in &leftovers {
+            eprintln!("scenario {name}: deleting leftover namespace {ns}");
+            let _ = nss.delete(ns, &DeleteParams::default()).await;
+        }
+        for ns in &leftovers {
+            crate::pods::wait_deleted(&nss, ns, Deadline::secs(180)).await?;
         }
         nss.create(&PostParams::default(), &namespace_object(&namespace, name)).await?;
         Ok(Self { name: name.to_string(), namespace, env, helm: env.helm(), client, state: Mutex::new(State::default()) })

@@ -85,7 +85,16 @@ pub async fn diagnosed_28p01(
     let pods = live.pods();
     let new_pod = wait_until("a new server pod", Deadline::secs(120), || async {
         let listed = pods.list(&ListParams::default().labels(&live.names.selector(Component::Server))).await?;
-        let fresh: Vec<String> = listed.items.into_iter().filter_map(|p| p.metadata.name).filter(|n| !except.contains(n)).collect();
+        // Created since `since` and not on its way out: a pod of an uninstalled release
+        // may still be terminating (timestamps have whole seconds).
+        let fresh: Vec<String> = listed
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| p.metadata.creation_timestamp.as_ref().is_some_and(|t| t.0.as_second() >= since.as_second()))
+            .filter_map(|p| p.metadata.name)
+            .filter(|n| !except.contains(n))
+            .collect();
         Ok::<_, kube::Error>(match fresh.into_iter().next() {
             Some(n) => Poll::Ready(n),
             None => Poll::Pending(format!("only {except:?}")),
