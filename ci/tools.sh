@@ -189,8 +189,9 @@ provision() { # NAME -> prints NAME=PATH
     if [[ $how == auto ]]; then
       if command -v go >/dev/null; then how=build; else how=download; fi
     fi
-    # No release checksums are pinned for these: they are always built.
-    [[ $name == nextest || $name == actionlint ]] && how=build
+    # A tool with no release checksum pinned (nextest, actionlint, helm4 until its
+    # checksum is pinned) is always built: never an unverified download.
+    [[ $how == download && -z $(sha_pin "$name") ]] && how=build
     t0=$(date +%s)
     rm -rf "$dir.tmp"; mkdir -p "$dir.tmp"
     case $how in
