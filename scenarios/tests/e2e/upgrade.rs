@@ -14,7 +14,7 @@ use certctl_harness::scenario::{Scenario, StepResult};
 use certctl_scenarios::modes::Mode;
 
 use crate::support::data::{Ledger, Snapshot};
-use crate::support::live::{Install, Live};
+use crate::support::live::{database_password, Install, Live};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrade_from_the_previous_chart_and_back_keeps_every_row() {
@@ -113,6 +113,7 @@ async fn log_level_is(live: &Live<'_>, level: &str) -> StepResult {
     }
     let values = live.s.helm.values(&live.names.release, &live.names.namespace).await?;
     let kept = values["postgresql"]["auth"]["password"].as_str().unwrap_or_default();
-    ensure!(kept == "scenario-postgres-password", "--reuse-values lost the other values: postgresql.auth.password is {kept:?}");
+    let want = database_password(live.s, &live.names.release);
+    ensure!(kept == want, "--reuse-values lost the other values: postgresql.auth.password is {kept:?}, want {want:?}");
     Ok(())
 }

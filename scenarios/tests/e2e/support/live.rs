@@ -122,6 +122,9 @@ impl Install {
         let env = s.env;
         let chart = self.chart.clone().unwrap_or_else(certctl_scenarios::modes::chart_dir);
         let mut release = Release::new(&self.release, &s.namespace, &chart).values_file(&self.mode.values_file()).set(run_overrides(s));
+        if self.mode != Mode::ExternalDb {
+            release = release.set(serde_json::json!({"postgresql": {"auth": {"password": database_password(s, &self.release)}}}));
+        }
         let mut external = None;
         match self.mode {
             Mode::Default | Mode::Ha | Mode::ExternalDb => {
@@ -181,6 +184,14 @@ fn known_values_only(release: Release, known: &serde_json::Value) -> StepResult<
     certctl_harness::helm::merge(&mut all, release.values.clone());
     let pruned = certctl_harness::previous_chart::prune(&all, known);
     Ok(Release { values_files: Vec::new(), values: pruned, ..release })
+}
+
+/// The bundled database's password of release `release` in scenario `s`:
+/// one per release, so a server that reaches another release's database
+/// (a reused Service address still routed to old endpoints, as seen under
+/// load) is refused with 28P01 instead of using the wrong data.
+pub fn database_password(s: &Scenario, release: &str) -> String {
+    format!("pg-{}-{release}", s.namespace)
 }
 
 /// What every live install adds to a mode file: the images this run built
