@@ -170,10 +170,28 @@ Template-time refusals. Each message says exactly what to set.
 {{- fail "externalDatabase.url is required with postgresql.enabled=false: --set externalDatabase.url='postgres://USER:PASSWORD@HOST:5432/DB?sslmode=require' (or --set externalDatabase.existingSecret=NAME holding key database-url)" -}}
 {{- end -}}
 {{- include "certctl.validatePodSecurity" . -}}
+{{- include "certctl.validateAgentIdentity" . -}}
 {{- include "certctl.validateConnectionBudget" . -}}
 {{- include "certctl.validateBackup" . -}}
 {{- if and .Values.networkPolicy.enabled (not .Values.postgresql.enabled) -}}
 {{- $_ := include "certctl.externalDatabaseEgress" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Agent identity: an agent is its pod's name plus the credential in its key directory. A
+StatefulSet keeps the name, so it must keep the directory too; other kinds have no claim
+per pod to keep it on.
+*/}}
+{{- define "certctl.validateAgentIdentity" -}}
+{{- $a := .Values.agent -}}
+{{- if $a.enabled -}}
+{{- if and (eq $a.kind "StatefulSet") (not $a.persistence.enabled) -}}
+{{- fail "agent.kind=StatefulSet needs agent.persistence.enabled=true: a replaced pod comes back with its name but an empty key directory, and the server refuses that name without its credential (agent_credential_invalid); --set agent.persistence.enabled=true, or keep the default --set agent.kind=DaemonSet (each pod its own agent)" -}}
+{{- end -}}
+{{- if and $a.persistence.enabled (ne $a.kind "StatefulSet") -}}
+{{- fail (printf "agent.persistence.enabled=true needs --set agent.kind=StatefulSet: a %s gives its pods new names and no claim of their own, so nothing would keep an agent's identity (see the chart README, \"Agent identity\")" $a.kind) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 

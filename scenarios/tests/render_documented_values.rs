@@ -41,6 +41,11 @@ fn bases() -> Vec<Base> {
             extra: vec![("backup.enabled", json!(true)), ("backup.sink.existingClaim", json!("backups"))],
         },
         Base {
+            name: "agents keeping their identity",
+            mode: Mode::Default,
+            extra: vec![("agent.kind", json!("StatefulSet")), ("agent.persistence.enabled", json!(true))],
+        },
+        Base {
             name: "baseline storage",
             mode: Mode::Default,
             extra: vec![("podSecurity.level", json!("baseline")), ("postgresql.volumePermissions.enabled", json!(true))],

@@ -17,6 +17,10 @@ fn variants() -> Vec<(String, Render)> {
     let mut v: Vec<(String, Render)> = Mode::ALL.into_iter().map(|m| (m.to_string(), Render::mode(m))).collect();
     let backup = |r: Render| r.set("backup.enabled", "true").set("backup.sink.existingClaim", "backups");
     v.push(("agent Deployment".into(), Render::mode(Mode::Default).set("agent.kind", "Deployment")));
+    v.push((
+        "agent StatefulSet".into(),
+        Render::mode(Mode::Default).set("agent.kind", "StatefulSet").set("agent.persistence.enabled", "true"),
+    ));
     v.push(("backup, bundled".into(), backup(Render::mode(Mode::Default))));
     v.push(("backup, external".into(), backup(Render::mode(Mode::ExternalDb))));
     v.push((
@@ -51,6 +55,7 @@ fn every_pod_of_every_mode_meets_restricted() {
         "Deployment/c-certctl-server",
         "DaemonSet/c-certctl-agent",
         "Deployment/c-certctl-agent",
+        "StatefulSet/c-certctl-agent",
         "StatefulSet/c-certctl-postgres",
         "CronJob/c-certctl-backup",
     ] {

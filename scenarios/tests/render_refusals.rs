@@ -52,6 +52,21 @@ fn cases() -> Vec<(&'static str, Render, Vec<&'static str>)> {
             vec!["server.auth.type=\"basic\" is not supported", "--set server.auth.type=api-key"],
         ),
         (
+            "agent StatefulSet without persistence",
+            receipts::default().set("agent.kind", "StatefulSet"),
+            vec!["agent.kind=StatefulSet needs agent.persistence.enabled=true", "agent_credential_invalid", "--set agent.persistence.enabled=true"],
+        ),
+        (
+            "agent persistence on a DaemonSet",
+            receipts::default().set("agent.persistence.enabled", "true"),
+            vec!["agent.persistence.enabled=true needs --set agent.kind=StatefulSet", "a DaemonSet gives its pods new names"],
+        ),
+        (
+            "agent persistence on a Deployment",
+            receipts::default().set("agent.kind", "Deployment").set("agent.persistence.enabled", "true"),
+            vec!["agent.persistence.enabled=true needs --set agent.kind=StatefulSet", "a Deployment gives its pods new names"],
+        ),
+        (
             "root init container under restricted",
             receipts::default().set("postgresql.volumePermissions.enabled", "true"),
             vec!["postgresql.volumePermissions.enabled=true", "root init container", "\"restricted\" forbids", "--set podSecurity.level=baseline"],

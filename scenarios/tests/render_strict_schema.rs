@@ -31,6 +31,13 @@ fn crds() -> CrdSchemas {
 /// Every mode, and every optional feature switched on at least once.
 fn variants() -> Vec<(String, Render)> {
     let mut v: Vec<(String, Render)> = Mode::ALL.into_iter().map(|m| (m.to_string(), Render::mode(m))).collect();
+    v.push((
+        "agent StatefulSet".into(),
+        Render::mode(Mode::Default)
+            .set("agent.kind", "StatefulSet")
+            .set("agent.persistence.enabled", "true")
+            .set("agent.persistence.storageClass", "local"),
+    ));
     let everything = Render::mode(Mode::Ha)
         .set("agent.kind", "Deployment")
         .set("ingress.enabled", "true")

@@ -52,6 +52,7 @@ const ROTATION_LIVE: Killer = Killer::live("password_rotation::", "password-rota
 const REINSTALL_LIVE: Killer = Killer::live("reinstall::", "reinstall");
 const UPGRADE_LIVE: Killer = Killer::live("upgrade::", "upgrade");
 const BACKUP_LIVE: Killer = Killer::live("backup::", "backup");
+const AGENT_IDENTITY_LIVE: Killer = Killer::live("agent_identity::", "agent-identity");
 
 /// C2: the README's own install command sets a key the chart does not read.
 fn readme_install_with_a_wrong_key() -> Mutant {
@@ -384,6 +385,7 @@ fn promises() -> Vec<Mutant> {
 /// upgrade finds.
 fn lifecycle() -> Vec<Mutant> {
     const POSTGRES: &str = "chart/templates/postgres-statefulset.yaml";
+    const AGENT: &str = "chart/templates/agent-workload.yaml";
     vec![
         mutant(
             "life-claim-deleted-on-uninstall",
@@ -410,6 +412,21 @@ fn lifecycle() -> Vec<Mutant> {
             "promise: an upgrade finds the data (the database claim template renamed: installs work, upgrades cannot)",
             vec![Edit::new(POSTGRES, "        name: data\n        labels:", "        name: pgdata\n        labels:")],
             vec![UPGRADE_LIVE],
+        ),
+        mutant(
+            "life-agent-claim-deleted-on-uninstall",
+            "promise: a reinstall brings each agent back as the agent it was (the agent StatefulSet deletes its claims with it)",
+            vec![Edit::new(AGENT, "    whenDeleted: Retain\n", "    whenDeleted: Delete\n")],
+            vec![Killer::render("render_agent_identity", "a_stateful_agent_keeps_its_key_directory_on_a_claim_per_pod"), AGENT_IDENTITY_LIVE],
+        ),
+        mutant(
+            "life-agent-keys-on-an-emptydir",
+            "promise: agents keep their identity across pod replacement (the key directory back on an emptyDir, the claim unused)",
+            vec![
+                Edit::new(AGENT, "        {{- if not $a.persistence.enabled }}\n        - name: keys", "        {{- if true }}\n        - name: keys"),
+                Edit::new(AGENT, "        name: keys\n        labels:", "        name: keys-unused\n        labels:"),
+            ],
+            vec![Killer::render("render_agent_identity", "a_stateful_agent_keeps_its_key_directory_on_a_claim_per_pod"), AGENT_IDENTITY_LIVE],
         ),
     ]
 }

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod agent_identity;
 mod api_validation;
 mod backup;
 mod cert_manager;

@@ -255,9 +255,15 @@ impl Live<'_> {
         self.installed.values["server"]["replicas"].as_u64().unwrap_or(1) as usize
     }
 
+    /// The agent workload's kind (`agent.kind`), or `None` with agents off.
+    pub fn agent_kind(&self) -> Option<&str> {
+        let agent = &self.installed.values["agent"];
+        agent["enabled"].as_bool().unwrap_or(true).then(|| agent["kind"].as_str().unwrap_or("DaemonSet"))
+    }
+
     /// Waits for the postgres StatefulSet (when bundled), the server
-    /// Deployment and the agent DaemonSet to roll out, and for every server
-    /// replica to be Ready.
+    /// Deployment and the agent workload (of its kind) to roll out, and for
+    /// every server replica to be Ready.
     ///
     /// # Errors
     /// A wait error naming the workload and what its pods last showed.
@@ -268,7 +274,13 @@ impl Live<'_> {
             wait_rollout(&Api::<StatefulSet>::namespaced(client.clone(), ns), &pods, &self.names.postgres(), rollout).await?;
         }
         wait_rollout(&Api::<Deployment>::namespaced(client.clone(), ns), &pods, &self.names.server(), rollout).await?;
-        wait_rollout(&Api::<DaemonSet>::namespaced(client.clone(), ns), &pods, &self.names.agent(), rollout).await?;
+        let agent = &self.names.agent();
+        match self.agent_kind() {
+            None => {}
+            Some("StatefulSet") => drop(wait_rollout(&Api::<StatefulSet>::namespaced(client.clone(), ns), &pods, agent, rollout).await?),
+            Some("Deployment") => drop(wait_rollout(&Api::<Deployment>::namespaced(client.clone(), ns), &pods, agent, rollout).await?),
+            Some(_) => drop(wait_rollout(&Api::<DaemonSet>::namespaced(client.clone(), ns), &pods, agent, rollout).await?),
+        }
         wait_pods_ready(&pods, &self.names.selector(Component::Server), self.server_replicas(), Deadline::secs(120)).await?;
         Ok(())
     }
