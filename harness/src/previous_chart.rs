@@ -1,5 +1,5 @@
-//! The chart as users run it before they upgrade: the newest `chart-v*` tag,
-//! else the chart before its last change — exported from git, so an upgrade
+//! The chart as users run it before they upgrade: the newest `chart-v*` tag
+//! before the chart under test, else the chart before its last change — exported from git, so an upgrade
 //! test installs it and then upgrades to the working tree's chart.
 //!
 //! chart-testing upgrades only from the previous git revision; a tag is what
@@ -114,19 +114,23 @@ impl PreviousChart {
     }
 }
 
-/// The newest `chart-v*` tag; else, when the working tree's chart differs
-/// from HEAD, the last commit that changed chart/ (what users of HEAD run);
-/// else that commit's parent.
+/// The newest `chart-v*` tag in HEAD's history that is not the chart under
+/// test (on a release tag's own build, HEAD's tag is the new release, so the
+/// one before it is what users upgrade from); else, when the working tree's
+/// chart differs from HEAD, the last commit that changed chart/ (what users of
+/// HEAD run); else that commit's parent.
 fn select(repo: &Path) -> Result<Source, PreviousChartError> {
-    let tags = git(repo, &["tag", "--list", "chart-v*", "--sort=-v:refname"])?;
-    if let Some(tag) = tags.lines().map(str::trim).find(|t| !t.is_empty()) {
+    let dirty = !git(repo, &["status", "--porcelain", "--", "chart"])?.trim().is_empty();
+    let at_head = git(repo, &["tag", "--list", "chart-v*", "--points-at", "HEAD"])?;
+    let under_test = |tag: &str| !dirty && at_head.lines().any(|t| t.trim() == tag);
+    let tags = git(repo, &["tag", "--list", "chart-v*", "--merged", "HEAD", "--sort=-v:refname"])?;
+    if let Some(tag) = tags.lines().map(str::trim).find(|t| !t.is_empty() && !under_test(t)) {
         return Ok(Source::Tag(tag.to_string()));
     }
     let last_change = git(repo, &["log", "-n", "1", "--format=%H", "--", "chart"])?.trim().to_string();
     if last_change.is_empty() {
         return Err(PreviousChartError::NoHistory { repo: repo.into() });
     }
-    let dirty = !git(repo, &["status", "--porcelain", "--", "chart"])?.trim().is_empty();
     let rev = if dirty { last_change } else { format!("{last_change}^") };
     let shown = match git(repo, &["log", "-n", "1", "--format=%H %s", &rev]) {
         Ok(line) => line,
@@ -222,6 +226,36 @@ mod tests {
         let prev = PreviousChart::find(repo.path()).unwrap();
         assert_eq!(prev.source, Source::Tag("chart-v0.1.0".into()));
         assert_eq!(exported_version(&prev), "0.1.0");
+    }
+
+    #[test]
+    fn on_a_release_tag_the_tag_before_it_is_the_previous_chart() {
+        let repo = repo();
+        let tag = |name: &str, rev: &str| {
+            assert!(Command::new("git").arg("-C").arg(repo.path()).args(["tag", name, rev]).status().unwrap().success());
+        };
+        tag("chart-v0.1.0", "HEAD^");
+        tag("chart-v0.2.0", "HEAD");
+        let prev = PreviousChart::find(repo.path()).unwrap();
+        assert_eq!(prev.source, Source::Tag("chart-v0.1.0".into()), "HEAD's own tag is the chart under test");
+        assert_eq!(exported_version(&prev), "0.1.0");
+        // With the chart changed on top of the tag, the tag is what users run.
+        std::fs::write(repo.path().join("chart/values.yaml"), "version: 0.3.0\n").unwrap();
+        assert_eq!(PreviousChart::find(repo.path()).unwrap().source, Source::Tag("chart-v0.2.0".into()));
+    }
+
+    #[test]
+    fn a_tag_outside_heads_history_is_not_an_upgrade_source() {
+        let repo = repo();
+        let run =
+            |args: &[&str]| assert!(Command::new("git").arg("-C").arg(repo.path()).args(args).status().unwrap().success(), "git {args:?}");
+        run(&["checkout", "-q", "-b", "other", "HEAD^"]);
+        std::fs::write(repo.path().join("chart/values.yaml"), "version: 9.0.0\n").unwrap();
+        run(&["commit", "-q", "-am", "elsewhere"]);
+        run(&["tag", "chart-v9.0.0"]);
+        run(&["checkout", "-q", "main"]);
+        let prev = PreviousChart::find(repo.path()).unwrap();
+        assert!(matches!(&prev.source, Source::Commit { subject, .. } if subject == "chart change 1"), "{}", prev.source);
     }
 
     #[test]
