@@ -28,12 +28,6 @@ INOTIFY_INSTANCES=512
 WRAPPER=/usr/local/sbin/certctl-runc
 DOCKER_LOG=/var/log/certctl-dockerd.log
 
-as_root() {
-  if [[ $(id -u) -eq 0 ]]; then "$@"; return; fi
-  sudo -n true 2>/dev/null || die "$(id -un) is not root and has no passwordless sudo; run as root or grant it (e.g. '$(id -un) ALL=(ALL) NOPASSWD:ALL' in /etc/sudoers.d/)"
-  sudo -n "$@"
-}
-
 install_packages() {
   local missing=() p
   for p in "${APT_PACKAGES[@]}"; do

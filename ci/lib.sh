@@ -36,6 +36,14 @@ mkdir -p "$CERTCTL_CACHE/stamps" "$CERTCTL_CACHE/logs"
 log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
 
+# as_root CMD...: CMD as root — directly when we are, else through passwordless sudo
+# (hosted runners: a non-root user with sudo and the docker group).
+as_root() {
+  if [[ $(id -u) -eq 0 ]]; then "$@"; return; fi
+  sudo -n true 2>/dev/null || die "$(id -un) is not root and has no passwordless sudo, which '$*' needs; run as root or grant it (e.g. '$(id -un) ALL=(ALL) NOPASSWD:ALL' in /etc/sudoers.d/)"
+  sudo -n "$@"
+}
+
 # hash_key ARG...: sha256 over the given strings; absolute paths of existing
 # files or directories contribute their contents (sorted, with relative paths).
 hash_key() {

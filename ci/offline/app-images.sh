@@ -58,8 +58,19 @@ DOCKERFILE
 }
 
 # --- certctl server / agent ------------------------------------------------------
-# The binaries come from `cargo build --release` on this host, whose glibc is
-# the app base's (both bookworm).
+# The binaries come from `cargo build --release` on this host, linked against its glibc,
+# so their base must have at least that glibc: bookworm's (2.36) serves Debian 12 and
+# Ubuntu 22.04 hosts; a newer host (Ubuntu 24.04 runners: 2.39) gets the
+# $NODE_DEBIAN_SUITE base. glibc-fits.sh refuses, naming both, what neither fits.
+BOOKWORM_GLIBC=2.36
+host_glibc() { getconf GNU_LIBC_VERSION | awk '{print $2}'; }
+bin_base() {
+  if [[ $(printf '%s\n%s\n' "$(host_glibc)" "$BOOKWORM_GLIBC" | sort -V | tail -n 1) == "$BOOKWORM_GLIBC" ]]; then
+    echo "$app_rootfs"
+  else
+    bash "$CI_DIR/offline/rootfs.sh" bin
+  fi
+}
 cargo_bin() {
   local target="${CARGO_TARGET_DIR:-$REPO_DIR/target}" bin=$1
   (cd "$REPO_DIR" && nice -n 10 cargo build --release -q -p "$bin" --bin "$bin") >&2 ||
@@ -69,10 +80,12 @@ cargo_bin() {
 
 # build_app NAME: image holding /usr/local/bin/certctl-NAME as entrypoint.
 build_app() {
-  local name=$1 ctx; ctx=$(mktemp -d)
+  local name=$1 ctx base_glibc; ctx=$(mktemp -d)
+  base_glibc=$(docker run --rm --entrypoint getconf "$BIN_ROOTFS" GNU_LIBC_VERSION | awk '{print $2}')
+  bash "$CI_DIR/offline/glibc-fits.sh" "$APP_BIN" "$base_glibc" "$BIN_ROOTFS" >&2 || { rm -rf "$ctx"; exit 1; }
   cp "$APP_BIN" "$ctx/bin"
   cat >"$ctx/Dockerfile" <<DOCKERFILE
-FROM $app_rootfs
+FROM $BIN_ROOTFS
 COPY bin /usr/local/bin/certctl-$name
 USER $APP_UID:$APP_UID
 LABEL org.certctl.offline=true
@@ -97,7 +110,8 @@ for what in "$@"; do
       echo "PROMETHEUS_IMAGE=$PROMETHEUS_IMAGE" ;;
     server|agent)
       APP_BIN=$(cargo_bin "certctl-$what")
-      key=$(hash_key "$app_rootfs" "$APP_BIN" "$(declare -f build_app)")
+      BIN_ROOTFS=${BIN_ROOTFS:-$(bin_base)}
+      key=$(hash_key "$BIN_ROOTFS" "$APP_BIN" "$(declare -f build_app)")
       APP_IMAGE="certctl/$what:$key"
       image_stage "image-$what" "$key" "$APP_IMAGE" build_app "$what"
       echo "${what^^}_IMAGE=$APP_IMAGE" ;;
