@@ -69,6 +69,10 @@ fn durations_that_would_overflow_later_are_refused_at_start() {
     assert!(out.contains("CERTCTL_CERTIFICATE_VALIDITY") && out.contains("maximum 3650d"), "{out}");
     let out = refused_with(&pki, &[("CERTCTL_CERTIFICATE_VALIDITY", "3000000d"), ("CERTCTL_CERTIFICATE_RENEW_BEFORE", "2999999d")]);
     assert!(out.contains("CERTCTL_CERTIFICATE_VALIDITY"), "{out}");
+    // A valid lifetime with a renewal margin that would overflow the scheduler's date
+    // arithmetic: refused for the margin itself (it used to panic the renewal loop).
+    let out = refused_with(&pki, &[("CERTCTL_CERTIFICATE_VALIDITY", "3650d"), ("CERTCTL_CERTIFICATE_RENEW_BEFORE", "99999999d")]);
+    assert!(out.contains("CERTCTL_CERTIFICATE_RENEW_BEFORE") && out.contains("maximum 3650d"), "{out}");
     let out = refused_with(&pki, &[("CERTCTL_SCHEDULER_RENEWAL_CHECK_INTERVAL", "100000000000d")]);
     assert!(out.contains("CERTCTL_SCHEDULER_RENEWAL_CHECK_INTERVAL") && out.contains("maximum 7d"), "{out}");
     let out = refused_with(&pki, &[("CERTCTL_SERVER_MAX_CONNECTIONS", "0")]);
