@@ -11,6 +11,7 @@ use sqlx::postgres::PgConnectOptions;
 
 use crate::auth::{Authenticator, KeyStore, Permission, Principal};
 use crate::duration::parse_duration;
+use crate::secret_target::{SecretNamespaces, NAMESPACES_VAR};
 
 /// The `application_name` every server connection carries, so pg_stat_activity attributes them.
 pub const APPLICATION_NAME: &str = "certctl-server";
@@ -169,6 +170,9 @@ pub struct Config {
     pub tls_reload_interval: Duration,
     /// Listener timeouts and the connection cap.
     pub limits: ConnectionLimits,
+    /// CERTCTL_KUBERNETES_SECRETS_NAMESPACES: where certificates may ask their agent to
+    /// keep them as Secrets (unset: nowhere).
+    pub secret_namespaces: SecretNamespaces,
 }
 
 /// Reads variables; `std::env::var` in production, a map in tests.
@@ -466,7 +470,26 @@ impl Config {
         let shutdown_timeout = duration_var(env, "CERTCTL_SHUTDOWN_TIMEOUT", Duration::from_secs(20), bounds::TIMEOUT)?;
         let tls_reload_interval = duration_var(env, "CERTCTL_SERVER_TLS_RELOAD_INTERVAL", Duration::from_secs(30), bounds::INTERVAL)?;
         let limits = parse_limits(env)?;
-        Ok(Self { host, port, tls_cert_path, tls_key_path, database, log, auth, scheduler, shutdown_timeout, tls_reload_interval, limits })
+        let secret_namespaces =
+            SecretNamespaces::parse(&env.get(NAMESPACES_VAR).unwrap_or_default()).map_err(|reason| ConfigError::Invalid {
+                var: NAMESPACES_VAR,
+                reason,
+                fix: "list namespace names separated by commas, e.g. apps,web (chart: kubernetesSecrets.namespaces)".into(),
+            })?;
+        Ok(Self {
+            host,
+            port,
+            tls_cert_path,
+            tls_key_path,
+            database,
+            log,
+            auth,
+            scheduler,
+            shutdown_timeout,
+            tls_reload_interval,
+            limits,
+            secret_namespaces,
+        })
     }
 }
 
@@ -594,5 +617,15 @@ mod tests {
         for bad in ["0", "many", "-1"] {
             assert!(refusal(&[("CERTCTL_SERVER_MAX_CONNECTIONS", bad)]).contains("CERTCTL_SERVER_MAX_CONNECTIONS"), "{bad}");
         }
+    }
+
+    #[test]
+    fn secret_namespaces_are_off_by_default_and_refused_by_name() {
+        assert!(!Config::from_env(&env(&[])).unwrap().secret_namespaces.enabled());
+        let on = Config::from_env(&env(&[("CERTCTL_KUBERNETES_SECRETS_NAMESPACES", "apps,web")])).unwrap();
+        assert!(on.secret_namespaces.allows("web"));
+        let bad = refusal(&[("CERTCTL_KUBERNETES_SECRETS_NAMESPACES", "apps,Web")]);
+        assert!(bad.starts_with("CERTCTL_KUBERNETES_SECRETS_NAMESPACES is invalid: \"Web\""), "{bad}");
+        assert!(bad.contains("kubernetesSecrets.namespaces"), "{bad}");
     }
 }

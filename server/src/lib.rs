@@ -15,6 +15,7 @@ pub mod fd_limit;
 pub mod logging;
 pub mod metrics;
 pub mod scheduler;
+pub mod secret_target;
 pub mod serve;
 pub mod startup;
 pub mod state;

@@ -10,6 +10,7 @@ use crate::ca::LocalCa;
 use crate::config::{Config, SchedulerConfig};
 use crate::db::diagnose::Target;
 use crate::metrics::Metrics;
+use crate::secret_target::SecretNamespaces;
 
 /// Where start-up stands; /ready and the API gate on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +37,7 @@ struct Inner {
     metrics: Metrics,
     scheduler: SchedulerConfig,
     body_timeout: Duration,
+    secret_namespaces: SecretNamespaces,
 }
 
 impl AppState {
@@ -50,7 +52,13 @@ impl AppState {
             metrics: Metrics::new(config.database.max_connections),
             scheduler: config.scheduler.clone(),
             body_timeout: config.limits.body_timeout,
+            secret_namespaces: config.secret_namespaces.clone(),
         }))
+    }
+
+    /// Where certificates may name a Secret target.
+    pub fn secret_namespaces(&self) -> &SecretNamespaces {
+        &self.0.secret_namespaces
     }
 
     /// The pool.

@@ -11,6 +11,7 @@ use super::agent_identity;
 use super::error::ApiError;
 use super::extract::{Ids, JsonBody};
 use super::validate::{validate_agent_name, validate_hostname, validate_text, validate_version};
+use crate::metrics::TargetReportLabels;
 use crate::state::AppState;
 use crate::store::{self, agents, certificates, jobs};
 
@@ -106,8 +107,12 @@ pub async fn work(State(state): State<AppState>, Extension(agent): Extension<age
     let jobs: Vec<_> = pending
         .into_iter()
         .map(|j| {
+            let target = match (j.target_namespace, j.target_name) {
+                (Some(namespace), Some(name)) => json!({"namespace": namespace, "name": name}),
+                _ => serde_json::Value::Null,
+            };
             json!({"id": j.id, "type": j.kind, "certificate_id": j.certificate_id,
-                   "common_name": j.common_name, "sans": j.sans})
+                   "common_name": j.common_name, "sans": j.sans, "target": target})
         })
         .collect();
     Ok(Json(json!({"jobs": jobs})))
@@ -193,6 +198,47 @@ pub async fn job_status(
         jobs::Reported::Conflict { status } => {
             Err(ApiError::conflict(format!("job {job_id} is {status}; cannot become {}", report.as_str())))
         }
+    }
+}
+
+/// POST /agents/{id}/certificates/{cert_id}/target body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetStatusBody {
+    status: String,
+    serial: String,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// POST /agents/{id}/certificates/{cert_id}/target: the agent's word on the certificate's
+/// Secret (written with serial S, or why writing it failed).
+pub async fn target_status(
+    State(state): State<AppState>,
+    Ids([id, cert_id]): Ids<2>,
+    JsonBody(body): JsonBody<TargetStatusBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let report = match body.status.as_str() {
+        "written" => certificates::TargetReport::Written,
+        "failed" => certificates::TargetReport::Failed,
+        other => return Err(ApiError::bad_request("invalid_status", format!("status {other:?} is not written or failed"))),
+    };
+    if body.serial.is_empty() || body.serial.len() > 64 || !body.serial.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::bad_request("invalid_request", "serial: must be 1 to 64 hexadecimal digits"));
+    }
+    if let Some(m) = &body.message {
+        validate_text("message", m, 1024)?;
+    }
+    match certificates::report_target(state.pool(), id, cert_id, report, &body.serial, body.message.as_deref()).await? {
+        certificates::TargetReported::Ok => {
+            state.metrics().secret_target_reports.get_or_create(&TargetReportLabels { status: report.as_str() }).inc();
+            if report == certificates::TargetReport::Failed {
+                tracing::warn!(agent_id = %id, certificate_id = %cert_id, message = body.message.as_deref().unwrap_or(""), "agent cannot write the certificate's Secret");
+            }
+            Ok(Json(json!({"certificate_id": cert_id, "status": report.as_str()})))
+        }
+        certificates::TargetReported::UnknownCertificate => Err(ApiError::not_found(format!("agent {id} has no certificate {cert_id}"))),
+        certificates::TargetReported::NoTarget => Err(ApiError::conflict(format!("certificate {cert_id} names no Secret target"))),
     }
 }
 

@@ -9,9 +9,9 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::extract::{Ids, JsonBody};
-use super::validate::validate_names;
+use super::validate::{validate_names, validate_target};
 use crate::state::AppState;
-use crate::store::certificates::{self, Certificate, Created};
+use crate::store::certificates::{self, Certificate, Created, Target};
 use crate::store::rfc3339;
 
 fn view(c: &Certificate, with_pem: bool) -> Value {
@@ -26,6 +26,16 @@ fn view(c: &Certificate, with_pem: bool) -> Value {
         "not_after": c.not_after.map(rfc3339),
         "created_at": rfc3339(c.created_at),
         "updated_at": rfc3339(c.updated_at),
+    });
+    v["target"] = c.target.target().map_or(Value::Null, |t| {
+        json!({
+            "namespace": t.namespace,
+            "name": t.name,
+            "status": c.target.target_status,
+            "serial": c.target.target_serial,
+            "message": c.target.target_message,
+            "updated_at": c.target.target_updated_at.map(rfc3339),
+        })
     });
     if with_pem {
         v["certificate_pem"] = json!(c.certificate_pem);
@@ -54,12 +64,26 @@ pub struct CreateBody {
     #[serde(default)]
     sans: Option<Vec<String>>,
     agent_id: uuid::Uuid,
+    #[serde(default)]
+    target: Option<TargetBody>,
+}
+
+/// A certificate's Secret target as the API takes it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetBody {
+    namespace: String,
+    name: String,
 }
 
 /// POST /certificates: 201 with the certificate and the queued job id.
 pub async fn create(State(state): State<AppState>, JsonBody(body): JsonBody<CreateBody>) -> Result<Response, ApiError> {
     let sans = validate_names(&body.common_name, body.sans)?;
-    match certificates::create(state.pool(), &body.common_name, &sans, body.agent_id).await? {
+    let target = body.target.map(|t| Target { namespace: t.namespace, name: t.name });
+    if let Some(t) = &target {
+        validate_target(state.secret_namespaces(), &t.namespace, &t.name)?;
+    }
+    match certificates::create(state.pool(), &body.common_name, &sans, body.agent_id, target.as_ref()).await? {
         Created::Ok(cert, job_id) => {
             let mut v = view(&cert, false);
             v["job_id"] = json!(job_id);
@@ -67,6 +91,10 @@ pub async fn create(State(state): State<AppState>, JsonBody(body): JsonBody<Crea
         }
         Created::UnknownAgent => Err(ApiError::not_found(format!("no agent {}", body.agent_id))),
         Created::RetiredAgent => Err(ApiError::conflict(format!("agent {} is retired", body.agent_id))),
+        Created::TargetTaken => {
+            let t = target.expect("only a certificate with a target can collide");
+            Err(ApiError::conflict(format!("another certificate already keeps its key pair in Secret {}/{}", t.namespace, t.name)))
+        }
     }
 }
 

@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route("/agents/{agent_id}/work", as_agent(get(agents::work), AgentJobPoll))
         .route("/agents/{agent_id}/csr", as_agent(post(agents::submit_csr), AgentCsrSubmit))
         .route("/agents/{agent_id}/certificates/{certificate_id}", as_agent(get(agents::fetch_certificate), AgentJobPoll))
+        .route("/agents/{agent_id}/certificates/{certificate_id}/target", as_agent(post(agents::target_status), AgentJobPoll))
         .route("/agents/{agent_id}/jobs/{job_id}/status", as_agent(post(agents::job_status), AgentJobPoll))
         .route(
             "/certificates",

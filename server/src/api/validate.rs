@@ -8,6 +8,7 @@
 use std::net::IpAddr;
 
 use super::error::ApiError;
+use crate::secret_target::{is_dns1123_label, is_dns1123_subdomain, SecretNamespaces, NAMESPACES_VAR};
 
 fn invalid(field: &str, why: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request("invalid_request", format!("{field}: {why}"))
@@ -120,6 +121,43 @@ pub fn validate_names(common_name: &str, sans: Option<Vec<String>>) -> Result<Ve
     Ok(sans)
 }
 
+/// A certificate's Secret target: Kubernetes' name rules, and a namespace this server lets
+/// certificates name. The refusal says which setting turns it on.
+pub fn validate_target(allowed: &SecretNamespaces, namespace: &str, name: &str) -> Result<(), ApiError> {
+    if !allowed.enabled() {
+        return Err(ApiError::bad_request(
+            "target_disabled",
+            format!(
+                "target: this server keeps no certificates as Kubernetes Secrets ({NAMESPACES_VAR} is unset; \
+                 chart: kubernetesSecrets.enabled with kubernetesSecrets.namespaces)"
+            ),
+        ));
+    }
+    if !is_dns1123_label(namespace) {
+        return Err(invalid(
+            "target.namespace",
+            format_args!("{namespace:?} is not a namespace name (at most 63 of a-z, 0-9, '-', alphanumeric at both ends)"),
+        ));
+    }
+    if !is_dns1123_subdomain(name) {
+        return Err(invalid(
+            "target.name",
+            format_args!("{name:?} is not a Secret name (at most 253 of a-z, 0-9, '-', '.', alphanumeric at both ends of each part)"),
+        ));
+    }
+    if !allowed.allows(namespace) {
+        return Err(ApiError::bad_request(
+            "target_namespace_not_allowed",
+            format!(
+                "target.namespace: {namespace:?} is not a namespace this server writes Secrets to (allowed: {}; \
+                 chart: kubernetesSecrets.namespaces)",
+                allowed.joined()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +192,23 @@ mod tests {
         assert!(validate_text("message", "certificate installed — serial 0a1b (ünïcödé ok)", 100).is_ok());
         assert!(validate_hostname("hostname", "node-a.cluster.local").is_ok());
         assert!(validate_version("version", "0.1.0-rc.1+g1234").is_ok());
+    }
+
+    #[test]
+    fn targets_name_a_listed_namespace_and_a_secret_name() {
+        let off = SecretNamespaces::default();
+        assert!(format!("{:?}", validate_target(&off, "apps", "web-tls").unwrap_err()).contains("target_disabled"));
+        let on = SecretNamespaces::parse("apps").unwrap();
+        assert!(validate_target(&on, "apps", "web-tls").is_ok());
+        for (ns, name, says) in [
+            ("kube-system", "web-tls", "target_namespace_not_allowed"),
+            ("Apps", "web-tls", "target.namespace"),
+            ("apps", "web_tls", "target.name"),
+            ("apps", "../x", "target.name"),
+            ("apps", "web\u{202E}tls", "target.name"),
+        ] {
+            let err = format!("{:?}", validate_target(&on, ns, name).unwrap_err());
+            assert!(err.contains(says), "{ns}/{name}: {err}");
+        }
     }
 }

@@ -16,6 +16,7 @@ struct Migration {
 const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "initial schema", sql: include_str!("migrations/0001_initial.sql") },
     Migration { version: 2, name: "agent credentials", sql: include_str!("migrations/0002_agent_credentials.sql") },
+    Migration { version: 3, name: "kubernetes secret targets", sql: include_str!("migrations/0003_secret_targets.sql") },
 ];
 
 /// How many migrations this release knows.

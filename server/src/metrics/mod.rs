@@ -38,6 +38,13 @@ pub struct LatencyLabels {
     pub route: String,
 }
 
+/// Labels of an agent's Secret target report.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetReportLabels {
+    /// `written` or `failed`.
+    pub status: &'static str,
+}
+
 /// All server metrics.
 pub struct Metrics {
     registry: Registry,
@@ -53,6 +60,8 @@ pub struct Metrics {
     pub agents_registered: Counter,
     /// certctl_renewal_jobs_queued_total
     pub renewal_jobs_queued: Counter,
+    /// certctl_secret_target_reports_total
+    pub secret_target_reports: Family<TargetReportLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -85,7 +94,27 @@ impl Metrics {
         registry.register("agents_registered", "Agents registered for the first time", agents_registered.clone());
         let renewal_jobs_queued = Counter::default();
         registry.register("renewal_jobs_queued", "CSR jobs queued by the renewal scheduler", renewal_jobs_queued.clone());
-        Self { registry, requests, latency, pool_open, pool_idle, certificates_issued, agents_registered, renewal_jobs_queued }
+        let secret_target_reports = Family::<TargetReportLabels, Counter>::default();
+        registry.register(
+            "secret_target_reports",
+            "Agents' reports on writing certificates into Kubernetes Secrets, by outcome",
+            secret_target_reports.clone(),
+        );
+        for status in ["written", "failed"] {
+            // Both series exist from the start, so a rate() over failures is never absent.
+            let _ = secret_target_reports.get_or_create(&TargetReportLabels { status });
+        }
+        Self {
+            registry,
+            requests,
+            latency,
+            pool_open,
+            pool_idle,
+            certificates_issued,
+            agents_registered,
+            renewal_jobs_queued,
+            secret_target_reports,
+        }
     }
 
     /// Records one finished request. `route` must be a route template or `unmatched`.

@@ -22,6 +22,10 @@ pub struct PendingJob {
     pub common_name: String,
     /// SANs the CSR must carry.
     pub sans: Vec<String>,
+    /// Namespace of the Secret to keep the certificate in, if any.
+    pub target_namespace: Option<String>,
+    /// Name of that Secret.
+    pub target_name: Option<String>,
 }
 
 /// Pending jobs of one agent, oldest first.
@@ -30,7 +34,7 @@ pub struct PendingJob {
 /// Database failures.
 pub async fn pending_for_agent(pool: &PgPool, agent_id: Uuid) -> Result<Vec<PendingJob>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT j.id, j.type, j.certificate_id, c.common_name, c.sans
+        "SELECT j.id, j.type, j.certificate_id, c.common_name, c.sans, c.target_namespace, c.target_name
          FROM jobs j JOIN certificates c ON c.id = j.certificate_id
          WHERE j.agent_id = $1 AND j.status = 'pending'
          ORDER BY j.created_at, j.id",

@@ -16,5 +16,6 @@ mod migrate;
 mod pool;
 mod ready;
 mod support;
+mod targets;
 mod tls;
 mod validation;
