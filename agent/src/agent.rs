@@ -14,6 +14,8 @@ use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::crypto::PrivateKey;
 use crate::liveness::Liveness;
+use crate::secret_target::{ClientError, SecretWriter};
+use crate::secret_writes::SecretWrites;
 use crate::store::{KeyStore, StoreError};
 
 /// How many work polls an issued-but-not-yet-fetchable certificate is retried before the
@@ -38,6 +40,9 @@ pub enum AgentError {
     /// The HTTP/TLS client could not be built.
     #[error(transparent)]
     Api(#[from] ApiError),
+    /// The Kubernetes client for Secret targets could not be built.
+    #[error(transparent)]
+    Kubernetes(#[from] ClientError),
 }
 
 /// Outcome of one failing turn.
@@ -87,6 +92,7 @@ pub struct Agent {
     identity: Option<AgentRecord>,
     awaiting: HashMap<String, AwaitingCertificate>,
     unreported: Vec<PendingReport>,
+    secret_writes: SecretWrites,
     next_heartbeat: Instant,
     next_poll: Instant,
 }
@@ -103,6 +109,9 @@ impl Agent {
         client.set_credential(store.read_credential()?);
         let liveness = Liveness::for_config(&config);
         let backoff = Backoff::new(config.backoff_base, config.backoff_max);
+        let writer = if config.kubernetes_secrets { Some(SecretWriter::in_cluster()?) } else { None };
+        let mut secret_writes = SecretWrites::new(writer, config.backoff_base, config.backoff_max);
+        secret_writes.queue_recorded(&store)?;
         let now = Instant::now();
         Ok(Self {
             config,
@@ -113,6 +122,7 @@ impl Agent {
             identity: None,
             awaiting: HashMap::new(),
             unreported: Vec::new(),
+            secret_writes,
             next_heartbeat: now,
             next_poll: now,
         })
@@ -189,6 +199,7 @@ impl Agent {
             for job in jobs {
                 self.handle_job(&agent_id, job).await?;
             }
+            self.secret_writes.run_due(&self.store, &self.client, &agent_id).await;
             self.next_poll = now + self.config.poll_interval;
         }
         Ok(())
@@ -316,6 +327,9 @@ impl Agent {
                 error!(job_id, certificate_id, error = %e, "cannot install the certificate; reporting the job failed");
             }
             let completed = outcome.is_ok();
+            if let (true, Some(target)) = (completed, entry.job.target) {
+                self.secret_writes.queue(&certificate_id, target);
+            }
             self.report(agent_id, PendingReport { job_id, completed, message }).await?;
         }
         Ok(())
@@ -345,6 +359,13 @@ impl Agent {
     ) -> Result<crate::crypto::CertificateSummary, String> {
         let job = &entry.job;
         let summary = entry.key.check_certificate(certificate_pem).map_err(|e| chain(&e))?;
+        if let Some(target) = &job.target {
+            // Recorded before the files: a crash in between leaves a target whose write
+            // fails (and is reported) until the renewal, never a certificate without its Secret.
+            target.check().map_err(|e| format!("the server sent an unusable Secret target: {e}"))?;
+            let record = serde_json::to_string(target).expect("a target serializes");
+            self.store.write_target(&job.certificate_id, &record).map_err(|e| chain(&e))?;
+        }
         self.store.install(&job.certificate_id, &entry.key.to_pem(), certificate_pem, ca_pem).map_err(|e| chain(&e))?;
         let own = job.common_name == self.config.agent_name;
         if own {

@@ -25,6 +25,8 @@ pub enum Operation {
     FetchCertificate,
     /// POST /agents/{id}/jobs/{job_id}/status
     ReportJob,
+    /// POST /agents/{id}/certificates/{cert_id}/target
+    ReportTarget,
 }
 
 impl Operation {
@@ -33,7 +35,7 @@ impl Operation {
         match self {
             Operation::Register => "agent.register",
             Operation::Heartbeat => "agent.heartbeat",
-            Operation::PollWork | Operation::FetchCertificate | Operation::ReportJob => "agent.job.poll",
+            Operation::PollWork | Operation::FetchCertificate | Operation::ReportJob | Operation::ReportTarget => "agent.job.poll",
             Operation::SubmitCsr => "agent.csr.submit",
         }
     }
@@ -48,6 +50,7 @@ impl std::fmt::Display for Operation {
             Operation::SubmitCsr => "submit CSR",
             Operation::FetchCertificate => "fetch certificate",
             Operation::ReportJob => "report job status",
+            Operation::ReportTarget => "report Secret target status",
         })
     }
 }
@@ -139,6 +142,30 @@ pub struct Job {
     /// Requested SANs.
     #[serde(default)]
     pub sans: Vec<String>,
+    /// The Secret to keep the certificate in, if the certificate names one.
+    #[serde(default)]
+    pub target: Option<SecretTarget>,
+}
+
+/// Where a certificate is to be kept as a `kubernetes.io/tls` Secret.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct SecretTarget {
+    /// Namespace.
+    pub namespace: String,
+    /// Secret name.
+    pub name: String,
+}
+
+/// The body of a Secret target report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetReport {
+    /// `written` or `failed`.
+    pub status: &'static str,
+    /// The serial written, or the one that could not be.
+    pub serial: String,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -288,6 +315,15 @@ impl ApiClient {
         self.call::<serde_json::Value>(Operation::ReportJob, Method::POST, &path, Some(&body)).await.map(drop)
     }
 
+    /// Tells the server how writing a certificate's Secret went.
+    ///
+    /// # Errors
+    /// Transport failure or a non-2xx answer.
+    pub async fn report_target(&self, agent_id: &str, certificate_id: &str, report: &TargetReport) -> Result<(), ApiError> {
+        let path = format!("agents/{agent_id}/certificates/{certificate_id}/target");
+        self.call::<serde_json::Value>(Operation::ReportTarget, Method::POST, &path, Some(report)).await.map(drop)
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
         op: Operation,
@@ -341,9 +377,14 @@ mod tests {
                 kind: "csr".into(),
                 certificate_id: "c1".into(),
                 common_name: "node-a".into(),
-                sans: vec!["node-a".into()]
+                sans: vec!["node-a".into()],
+                target: None,
             }]
         );
+        let with_target = r#"{"jobs":[{"id":"j1","type":"csr","certificate_id":"c1","common_name":"web","sans":[],
+            "target":{"namespace":"apps","name":"web-tls"}}]}"#;
+        let work: WorkResponse = serde_json::from_str(with_target).unwrap();
+        assert_eq!(work.jobs[0].target, Some(SecretTarget { namespace: "apps".into(), name: "web-tls".into() }));
     }
 
     #[test]
@@ -355,6 +396,7 @@ mod tests {
             Operation::SubmitCsr,
             Operation::FetchCertificate,
             Operation::ReportJob,
+            Operation::ReportTarget,
         ] {
             assert!(op.permission().starts_with("agent."), "{op}");
         }

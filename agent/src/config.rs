@@ -57,6 +57,9 @@ pub struct Config {
     pub backoff_base: Duration,
     /// Upper bound of the backoff delay.
     pub backoff_max: Duration,
+    /// CERTCTL_KUBERNETES_SECRETS_ENABLED: write certificates that name a Secret target into
+    /// that Secret, through the pod's ServiceAccount (docs/agent.md, "Secret targets").
+    pub kubernetes_secrets: bool,
     /// Timeout of a single HTTP request.
     pub request_timeout: Duration,
     /// Log output format.
@@ -161,6 +164,7 @@ impl Config {
             }
         };
         let log_level = get("CERTCTL_LOG_LEVEL").unwrap_or_else(|| "info".into());
+        let kubernetes_secrets = parse_bool("CERTCTL_KUBERNETES_SECRETS_ENABLED", get("CERTCTL_KUBERNETES_SECRETS_ENABLED"))?;
 
         Ok(Self {
             api_base,
@@ -173,6 +177,7 @@ impl Config {
             poll_interval,
             backoff_base,
             backoff_max,
+            kubernetes_secrets,
             request_timeout,
             log_format,
             log_level,

@@ -75,13 +75,29 @@ impl PrivateKey {
     /// # Errors
     /// [`CryptoError::BadCertificate`] or [`CryptoError::KeyMismatch`].
     pub fn check_certificate(&self, certificate_pem: &str) -> Result<CertificateSummary, CryptoError> {
-        let (_, pem) = parse_x509_pem(certificate_pem.as_bytes()).map_err(|e| CryptoError::BadCertificate(e.to_string()))?;
-        let cert = pem.parse_x509().map_err(|e| CryptoError::BadCertificate(e.to_string()))?;
-        if cert.public_key().raw != self.public_key_info().as_slice() {
+        let (summary, public_key) = parse_certificate(certificate_pem)?;
+        if public_key != self.public_key_info() {
             return Err(CryptoError::KeyMismatch);
         }
-        Ok(CertificateSummary { serial: cert.raw_serial_as_string(), not_after: cert.validity().not_after.to_string() })
+        Ok(summary)
     }
+}
+
+/// Serial and expiry of a PEM certificate (one already installed next to its key).
+///
+/// # Errors
+/// [`CryptoError::BadCertificate`].
+pub fn summarize(certificate_pem: &str) -> Result<CertificateSummary, CryptoError> {
+    parse_certificate(certificate_pem).map(|(summary, _)| summary)
+}
+
+fn parse_certificate(certificate_pem: &str) -> Result<(CertificateSummary, Vec<u8>), CryptoError> {
+    let (_, pem) = parse_x509_pem(certificate_pem.as_bytes()).map_err(|e| CryptoError::BadCertificate(e.to_string()))?;
+    let cert = pem.parse_x509().map_err(|e| CryptoError::BadCertificate(e.to_string()))?;
+    let not_after = cert.validity().not_after;
+    let summary =
+        CertificateSummary { serial: cert.raw_serial_as_string(), not_after: not_after.to_string(), not_after_unix: not_after.timestamp() };
+    Ok((summary, cert.public_key().raw.to_vec()))
 }
 
 /// What the agent logs about an installed certificate.
@@ -91,6 +107,15 @@ pub struct CertificateSummary {
     pub serial: String,
     /// Expiry, as x509-parser prints it.
     pub not_after: String,
+    /// Expiry, seconds since the Unix epoch.
+    pub not_after_unix: i64,
+}
+
+impl CertificateSummary {
+    /// The serial as the server writes it: hex digits without separators.
+    pub fn serial_hex(&self) -> String {
+        self.serial.replace(':', "")
+    }
 }
 
 #[cfg(test)]

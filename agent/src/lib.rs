@@ -9,6 +9,8 @@ pub mod config;
 pub mod crypto;
 pub mod liveness;
 pub mod logging;
+pub mod secret_target;
+pub mod secret_writes;
 pub mod store;
 pub mod tls;
 

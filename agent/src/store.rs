@@ -7,6 +7,7 @@
 //! - `agent.key`, `agent.crt` symlinks to the agent's own certificate's files
 //! - `agent.id`              the agent id the server assigned (informational)
 //! - `agent.credential`      the credential that proves this agent's identity, mode 0600
+//! - `<certificate_id>.target` the Kubernetes Secret the certificate is kept in (JSON), if any
 //! - `.alive`                liveness stamp written by the running loop
 //!
 //! Every file is written to a temporary file in the same directory, fsynced and renamed
@@ -77,6 +78,22 @@ pub enum StoreError {
     UnsafeId(String),
 }
 
+/// A certificate's files as installed.
+pub struct Installed {
+    /// Private key, PKCS#8 PEM.
+    pub key_pem: String,
+    /// Leaf certificate PEM.
+    pub certificate_pem: String,
+    /// CA certificate PEM.
+    pub ca_pem: String,
+}
+
+impl std::fmt::Debug for Installed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Installed").field("key_pem", &"<redacted>").finish_non_exhaustive()
+    }
+}
+
 /// The agent's key directory.
 #[derive(Debug, Clone)]
 pub struct KeyStore {
@@ -145,6 +162,52 @@ impl KeyStore {
             write_atomic(&self.dir.join(CA_FILE), ca_pem.as_bytes(), CERT_MODE)?;
         }
         write_atomic(&self.cert_path(certificate_id)?, cert_pem.as_bytes(), CERT_MODE)
+    }
+
+    /// Records the Secret target of `certificate_id` (JSON written by the caller), so a
+    /// restarted agent writes it again.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the file cannot be written.
+    pub fn write_target(&self, certificate_id: &str, target_json: &str) -> Result<(), StoreError> {
+        let id = safe_id(certificate_id)?;
+        write_atomic(&self.dir.join(format!("{id}.target")), target_json.as_bytes(), CERT_MODE)
+    }
+
+    /// Every recorded Secret target: (certificate id, its JSON), in id order.
+    ///
+    /// # Errors
+    /// [`StoreError::Read`] if the directory or a target file cannot be read.
+    pub fn targets(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let read_error = |path: &Path| {
+            let path = path.to_owned();
+            move |source| StoreError::Read { path, source }
+        };
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.dir).map_err(read_error(&self.dir))? {
+            let path = entry.map_err(read_error(&self.dir))?.path();
+            let Some(id) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".target")) else {
+                continue;
+            };
+            if safe_id(id).is_ok() {
+                out.push((id.to_owned(), fs::read_to_string(&path).map_err(read_error(&path))?));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The installed key, certificate and CA of `certificate_id`, PEM.
+    ///
+    /// # Errors
+    /// [`StoreError::Read`] if one is missing or unreadable.
+    pub fn read_installed(&self, certificate_id: &str) -> Result<Installed, StoreError> {
+        let read = |path: PathBuf| fs::read_to_string(&path).map_err(|source| StoreError::Read { path, source });
+        Ok(Installed {
+            key_pem: read(self.key_path(certificate_id)?)?,
+            certificate_pem: read(self.cert_path(certificate_id)?)?,
+            ca_pem: read(self.dir.join(CA_FILE))?,
+        })
     }
 
     /// Points `agent.key` / `agent.crt` at the files of `certificate_id` (relative symlinks,

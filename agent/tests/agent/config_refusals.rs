@@ -43,6 +43,7 @@ const SIXTY_FIVE_CHARS: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
 // Below the default CERTCTL_BACKOFF_BASE (30s).
 #[case::backoff_max_below_base("CERTCTL_BACKOFF_MAX", Some("1s"), "at least CERTCTL_BACKOFF_BASE")]
 #[case::log_format("CERTCTL_LOG_FORMAT", Some("xml"), "accepted values are json and text")]
+#[case::secrets_not_bool("CERTCTL_KUBERNETES_SECRETS_ENABLED", Some("maybe"), "accepted values are true/false")]
 fn refused_before_anything_starts(#[case] var: &str, #[case] value: Option<&str>, #[case] reason: &str) {
     let work = tempfile::tempdir().unwrap();
     let key_dir = work.path().join("keys");
@@ -57,4 +58,26 @@ fn refused_before_anything_starts(#[case] var: &str, #[case] value: Option<&str>
     assert!(stderr.contains(reason), "the refusal of {var} does not say {reason:?}: {stderr}");
     assert!(!stderr.contains("key-one") && !stderr.contains("agent-key-0001"), "the refusal echoes the API key: {stderr}");
     assert!(!key_dir.exists(), "the key directory was created although the configuration was refused");
+}
+
+/// The Secrets target needs the pod's ServiceAccount: outside a pod (no token, no
+/// KUBERNETES_SERVICE_HOST) the agent refuses to start and says what is missing.
+#[test]
+fn secret_targets_without_a_service_account_refuse_to_start() {
+    let work = tempfile::tempdir().unwrap();
+    let key_dir = work.path().join("keys");
+    let ca = work.path().join("ca.crt");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["certctl".to_string()]).unwrap().self_signed(&key).unwrap();
+    std::fs::write(&ca, cert.pem()).unwrap();
+    let mut env = accepted(&key_dir);
+    env.retain(|(k, _)| k != "CERTCTL_SERVER_CA_BUNDLE_PATH");
+    env.push(("CERTCTL_SERVER_CA_BUNDLE_PATH".into(), ca.display().to_string()));
+    env.push(("CERTCTL_KUBERNETES_SECRETS_ENABLED".into(), "true".into()));
+    env.push(("CERTCTL_LOG_FORMAT".into(), "text".into()));
+    let output = Command::cargo_bin("certctl-agent").unwrap().env_clear().envs(env).assert().code(1).get_output().clone();
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(text.contains("refusing to start"), "{text}");
+    assert!(text.contains("CERTCTL_KUBERNETES_SECRETS_ENABLED needs the pod's ServiceAccount token"), "{text}");
+    assert!(text.contains("kubernetesSecrets.enabled"), "the refusal does not say which chart value mounts the token: {text}");
 }
