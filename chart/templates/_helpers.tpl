@@ -51,6 +51,15 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
+{{/* The agents' ServiceAccount: their own when they write Secrets (and the chart makes accounts). */}}
+{{- define "certctl.agentServiceAccountName" -}}
+{{- if and .Values.kubernetesSecrets.enabled .Values.serviceAccount.create -}}
+{{- printf "%s-agent" (include "certctl.fullname" .) -}}
+{{- else -}}
+{{- include "certctl.serviceAccountName" . -}}
+{{- end -}}
+{{- end -}}
+
 {{/* image reference: call with (dict "image" .Values.server.image "ctx" $). */}}
 {{- define "certctl.image" -}}
 {{- printf "%s:%s" .image.repository (default .ctx.Chart.AppVersion .image.tag | toString) -}}
@@ -171,11 +180,66 @@ Template-time refusals. Each message says exactly what to set.
 {{- end -}}
 {{- include "certctl.validatePodSecurity" . -}}
 {{- include "certctl.validateAgentIdentity" . -}}
+{{- include "certctl.validateSecretsTarget" . -}}
 {{- include "certctl.validateConnectionBudget" . -}}
 {{- include "certctl.validateBackup" . -}}
 {{- if and .Values.networkPolicy.enabled (not .Values.postgresql.enabled) -}}
 {{- $_ := include "certctl.externalDatabaseEgress" . -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+The Secrets target: the agents hold the keys, so they write the Secrets, and only into the
+namespaces listed (one Role each).
+*/}}
+{{- define "certctl.validateSecretsTarget" -}}
+{{- $k := .Values.kubernetesSecrets -}}
+{{- if $k.enabled -}}
+{{- if not .Values.agent.enabled -}}
+{{- fail "kubernetesSecrets.enabled=true needs agent.enabled=true: the agents hold the private keys and are the ones that write the Secrets" -}}
+{{- end -}}
+{{- if not $k.namespaces -}}
+{{- fail `kubernetesSecrets.enabled=true needs kubernetesSecrets.namespaces, the namespaces certificates may name as targets (each gets a Role letting the agents create and patch Secrets there, nothing more): --set-json 'kubernetesSecrets.namespaces=["apps"]'` -}}
+{{- end -}}
+{{- if and .Values.networkPolicy.enabled .Values.networkPolicy.agent.enabled -}}
+{{- $_ := include "certctl.apiServerEgress" . -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The agents' egress to the Kubernetes API (Secrets target with the agent NetworkPolicy):
+kubernetesSecrets.apiServer.cidrs, else the default/kubernetes Service's address and its
+endpoints' addresses as the cluster has them at install time (policies match addresses,
+and CNIs differ in whether they see the Service address or the endpoint's).
+*/}}
+{{- define "certctl.apiServerEgress" -}}
+{{- $k := .Values.kubernetesSecrets.apiServer -}}
+{{- $cidrs := $k.cidrs | default list -}}
+{{- if not $cidrs -}}
+{{- $svc := lookup "v1" "Service" "default" "kubernetes" -}}
+{{- with $svc.spec }}{{ with .clusterIP }}{{ $cidrs = append $cidrs (printf "%s/%s" . (ternary "128" "32" (contains ":" .))) }}{{ end }}{{ end -}}
+{{- $slices := lookup "discovery.k8s.io/v1" "EndpointSlice" "default" "" -}}
+{{- range ($slices.items | default list) -}}
+{{- if eq (index (.metadata.labels | default dict) "kubernetes.io/service-name") "kubernetes" -}}
+{{- range .endpoints }}{{ range .addresses }}{{ $cidrs = append $cidrs (printf "%s/%s" . (ternary "128" "32" (contains ":" .))) }}{{ end }}{{ end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if not $cidrs -}}
+{{- fail `kubernetesSecrets with networkPolicy.agent.enabled: the agents' egress to the Kubernetes API cannot be derived (no cluster to look up the default/kubernetes Service in, as under helm template): --set-json 'kubernetesSecrets.apiServer.cidrs=["10.96.0.1/32","172.18.0.2/32"]' with the API's Service address and endpoint addresses (kubectl get endpointslices -n default -l kubernetes.io/service-name=kubernetes)` -}}
+{{- end -}}
+# The Kubernetes API, for the Secrets target.
+- to:
+    {{- range uniq $cidrs }}
+    - ipBlock:
+        cidr: {{ . }}
+    {{- end }}
+  ports:
+    {{- range $k.ports }}
+    - protocol: TCP
+      port: {{ . }}
+    {{- end }}
 {{- end -}}
 
 {{/*

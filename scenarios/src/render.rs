@@ -79,6 +79,14 @@ impl Object {
     pub fn id(&self) -> String {
         format!("{}/{}", self.kind(), self.name())
     }
+    /// `Kind/namespace/name` when the template sets a namespace (objects it puts into other
+    /// namespaces share a name), else [`Object::id`].
+    pub fn placed_id(&self) -> String {
+        match self.at("/metadata/namespace").and_then(Value::as_str) {
+            Some(ns) => format!("{}/{ns}/{}", self.kind(), self.name()),
+            None => self.id(),
+        }
+    }
     /// The value at a JSON pointer (`/spec/replicas`).
     pub fn at(&self, pointer: &str) -> Option<&Value> {
         self.0.pointer(pointer)
@@ -127,19 +135,19 @@ impl Rendered {
         Ok(Self { objects, yaml: yaml.to_owned() })
     }
 
-    /// Where `other` renders something else: the first object (by `Kind/name`) that one
+    /// Where `other` renders something else: the first object (by [`Object::placed_id`]) that one
     /// render lacks or renders differently, and the JSON pointer of the first difference.
     /// `None` when both hold the same objects.
     pub fn difference(&self, other: &Rendered) -> Option<String> {
-        let ids = |r: &Rendered| r.objects.iter().map(Object::id).collect::<BTreeSet<_>>();
+        let ids = |r: &Rendered| r.objects.iter().map(Object::placed_id).collect::<BTreeSet<_>>();
         let (mine, theirs) = (ids(self), ids(other));
         if mine != theirs {
             let only = |a: &BTreeSet<String>, b: &BTreeSet<String>| a.difference(b).cloned().collect::<Vec<_>>().join(", ");
             return Some(format!("objects only in the first: [{}]; only in the second: [{}]", only(&mine, &theirs), only(&theirs, &mine)));
         }
         self.objects.iter().find_map(|a| {
-            let b = other.objects.iter().find(|b| b.id() == a.id())?;
-            first_difference(&a.0, &b.0, String::new()).map(|at| format!("{} differs at {at}", a.id()))
+            let b = other.objects.iter().find(|b| b.placed_id() == a.placed_id())?;
+            first_difference(&a.0, &b.0, String::new()).map(|at| format!("{} differs at {at}", a.placed_id()))
         })
     }
 

@@ -46,6 +46,17 @@ fn bases() -> Vec<Base> {
             extra: vec![("agent.kind", json!("StatefulSet")), ("agent.persistence.enabled", json!(true))],
         },
         Base {
+            name: "Secrets target behind the agent policy",
+            mode: Mode::Default,
+            extra: vec![
+                ("kubernetesSecrets.enabled", json!(true)),
+                ("kubernetesSecrets.namespaces", json!(["apps"])),
+                ("kubernetesSecrets.apiServer.cidrs", json!(["10.96.0.1/32"])),
+                ("networkPolicy.enabled", json!(true)),
+                ("networkPolicy.agent.enabled", json!(true)),
+            ],
+        },
+        Base {
             name: "baseline storage",
             mode: Mode::Default,
             extra: vec![("podSecurity.level", json!("baseline")), ("postgresql.volumePermissions.enabled", json!(true))],
@@ -132,6 +143,8 @@ fn mutate(path: &str, current: &Value) -> Value {
         ("imagePullSecrets", _) => json!([{"name": "m"}]),
         ("extraIngress" | "extraEgress", _) => json!([{"ports": [{"port": 1}]}]),
         ("cidrs", _) => json!(["10.9.9.0/24"]),
+        ("ports", _) => json!([8443]),
+        ("namespaces", _) => json!(["mutated"]),
         ("relabelings", _) => json!([{"action": "keep", "regex": "m"}]),
         ("env", _) => json!({"MUTATED": "x"}),
         ("affinity", _) => json!({"nodeAffinity": {}}),

@@ -57,6 +57,28 @@ fn cases() -> Vec<(&'static str, Render, Vec<&'static str>)> {
             vec!["agent.kind=StatefulSet needs agent.persistence.enabled=true", "agent_credential_invalid", "--set agent.persistence.enabled=true"],
         ),
         (
+            "Secrets target without namespaces",
+            receipts::default().set("kubernetesSecrets.enabled", "true"),
+            vec!["kubernetesSecrets.enabled=true needs kubernetesSecrets.namespaces", "create and patch", r#"--set-json 'kubernetesSecrets.namespaces=["apps"]'"#],
+        ),
+        (
+            "Secrets target without agents",
+            receipts::default()
+                .set("kubernetesSecrets.enabled", "true")
+                .set_json("kubernetesSecrets.namespaces", &json!(["apps"]))
+                .set("agent.enabled", "false"),
+            vec!["kubernetesSecrets.enabled=true needs agent.enabled=true", "hold the private keys"],
+        ),
+        (
+            "Secrets target behind the agent policy, no cluster to look the API up in",
+            receipts::default()
+                .set("kubernetesSecrets.enabled", "true")
+                .set_json("kubernetesSecrets.namespaces", &json!(["apps"]))
+                .set("networkPolicy.enabled", "true")
+                .set("networkPolicy.agent.enabled", "true"),
+            vec!["egress to the Kubernetes API cannot be derived", "kubernetesSecrets.apiServer.cidrs", "endpointslices"],
+        ),
+        (
             "agent persistence on a DaemonSet",
             receipts::default().set("agent.persistence.enabled", "true"),
             vec!["agent.persistence.enabled=true needs --set agent.kind=StatefulSet", "a DaemonSet gives its pods new names"],

@@ -44,6 +44,8 @@ fn variants() -> Vec<(String, Render)> {
         .set("ingress.className", "nginx")
         .set_json("ingress.tls", &json!([{"hosts": ["certctl.example.com"], "secretName": "ingress-tls"}]))
         .set("kubernetesSecrets.enabled", "true")
+        .set_json("kubernetesSecrets.namespaces", &json!(["apps", "web"]))
+        .set_json("kubernetesSecrets.apiServer.cidrs", &json!(["10.96.0.1/32", "fd00::1/128"]))
         .set("networkPolicy.postgresql.enabled", "true")
         .set("networkPolicy.agent.enabled", "true")
         .set("backup.enabled", "true")
@@ -132,8 +134,8 @@ fn every_rendered_object_matches_the_kubernetes_schema() {
     // Every kind the chart can render was checked at least once.
     for kind in [
         "ServiceAccount",
-        "ClusterRole",
-        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
         "ConfigMap",
         "Secret",
         "Service",

@@ -25,6 +25,7 @@ pub fn catalogue() -> Vec<Mutant> {
     all.push(pool_size_not_wired());
     all.extend(promises());
     all.extend(lifecycle());
+    all.extend(secret_target());
     all.extend(server_mutants());
     all
 }
@@ -47,12 +48,18 @@ const NO_POSTGRES: Killer = Killer::render("render_truth_table", "external_mode_
 const STRICT: Killer = Killer::render("render_strict_schema", "");
 const DEFAULT_LIVE: Killer = Killer::live("mode_keeps_its_promises::case_1_default", "default");
 const EXTERNAL_LIVE: Killer = Killer::live("mode_keeps_its_promises::case_2_external_db", "external-db");
+const CERT_MANAGER_LIVE: Killer = Killer::live("mode_keeps_its_promises::case_3_cert_manager", "cert-manager");
 const HA_LIVE: Killer = Killer::live("mode_keeps_its_promises::case_4_ha", "ha");
 const ROTATION_LIVE: Killer = Killer::live("password_rotation::", "password-rotation");
 const REINSTALL_LIVE: Killer = Killer::live("reinstall::", "reinstall");
 const UPGRADE_LIVE: Killer = Killer::live("upgrade::", "upgrade");
 const BACKUP_LIVE: Killer = Killer::live("backup::", "backup");
 const AGENT_IDENTITY_LIVE: Killer = Killer::live("agent_identity::", "agent-identity");
+const SECRETS_LIVE: Killer = Killer::live("secret_target::", "secret-target");
+const SECRETS_ON: Killer =
+    Killer::render("render_secret_target", "on_the_agents_alone_may_create_and_patch_secrets_in_the_listed_namespaces");
+const SECRETS_OFF: Killer = Killer::render("render_secret_target", "off_there_is_no_rbac_no_token_and_no_api_egress");
+const RBAC: &str = "chart/templates/rbac.yaml";
 
 /// C2: the README's own install command sets a key the chart does not read.
 fn readme_install_with_a_wrong_key() -> Mutant {
@@ -306,7 +313,7 @@ fn disruption_and_network() -> Vec<Mutant> {
                 "  egress:\n    {{- include \"certctl.egressToDatabase\" . | nindent 4 }}\n    {{- with $np.extraEgress }}",
                 "  egress:\n    - {}\n    {{- include \"certctl.egressToDatabase\" . | nindent 4 }}\n    {{- with $np.extraEgress }}",
             )],
-            vec![netpol],
+            vec![netpol, CERT_MANAGER_LIVE],
         ),
         mutant(
             "d11-agent-network-policy-egress-to-everything",
@@ -316,7 +323,17 @@ fn disruption_and_network() -> Vec<Mutant> {
                 "  egress:\n    {{- include \"certctl.egressToDns\" . | nindent 4 }}\n    - to:",
                 "  egress:\n    - {}\n    {{- include \"certctl.egressToDns\" . | nindent 4 }}\n    - to:",
             )],
-            vec![Killer::render("render_network_policy", "agent_postgres_and_backup_get_exactly_what_they_need")],
+            vec![Killer::render("render_network_policy", "agent_postgres_and_backup_get_exactly_what_they_need"), CERT_MANAGER_LIVE],
+        ),
+        mutant(
+            "d11-postgres-network-policy-admits-every-pod",
+            "D11: PostgreSQL's NetworkPolicy admits every pod of the namespace, not only the servers",
+            vec![Edit::new(
+                NETPOL,
+                "(dict \"ctx\" $ \"component\" \"server\") | nindent 14 }}\n        {{- if .Values.backup.enabled }}",
+                "(dict \"ctx\" $ \"component\" \"server\") | nindent 14 }}\n        - podSelector: {}\n        {{- if .Values.backup.enabled }}",
+            )],
+            vec![Killer::render("render_network_policy", "agent_postgres_and_backup_get_exactly_what_they_need"), CERT_MANAGER_LIVE],
         ),
     ]
 }
@@ -427,6 +444,56 @@ fn lifecycle() -> Vec<Mutant> {
                 Edit::new(AGENT, "        name: keys\n        labels:", "        name: keys-unused\n        labels:"),
             ],
             vec![Killer::render("render_agent_identity", "a_stateful_agent_keeps_its_key_directory_on_a_claim_per_pod"), AGENT_IDENTITY_LIVE],
+        ),
+    ]
+}
+
+/// The Secrets target's least privilege, each widened on its own.
+fn secret_target() -> Vec<Mutant> {
+    vec![
+        mutant(
+            "sec-clusterrole-instead-of-role",
+            "promise: agents may write Secrets only in the listed namespaces (a ClusterRole and binding grant every namespace)",
+            vec![
+                Edit::new(RBAC, "kind: Role\nmetadata:", "kind: ClusterRole\nmetadata:"),
+                Edit::new(RBAC, "kind: RoleBinding\nmetadata:", "kind: ClusterRoleBinding\nmetadata:"),
+                Edit::new(RBAC, "  kind: Role\n  name:", "  kind: ClusterRole\n  name:"),
+            ],
+            vec![SECRETS_ON, SECRETS_LIVE],
+        ),
+        mutant(
+            "sec-agents-may-read-secrets",
+            "promise: agents cannot read Secrets they did not write (get and list granted)",
+            vec![Edit::new(RBAC, r#"verbs: ["create", "patch"]"#, r#"verbs: ["create", "patch", "get", "list"]"#)],
+            vec![SECRETS_ON, SECRETS_LIVE],
+        ),
+        mutant(
+            "sec-server-account-bound",
+            "promise: the server's ServiceAccount holds no right to Secrets (the Roles bind it instead of the agents')",
+            vec![Edit::new(RBAC, r#"include "certctl.agentServiceAccountName" $"#, r#"include "certctl.serviceAccountName" $"#)],
+            vec![SECRETS_ON, SECRETS_LIVE],
+        ),
+        mutant(
+            "sec-agent-token-always-mounted",
+            "promise: with the Secrets target off no pod holds a ServiceAccount token",
+            vec![Edit::new(
+                AGENT,
+                "automountServiceAccountToken: {{ .Values.kubernetesSecrets.enabled }}",
+                "automountServiceAccountToken: true",
+            )],
+            vec![SECRETS_OFF, SECRETS_LIVE],
+        ),
+        mutant(
+            "sec-server-token-mounted",
+            "promise: the server never holds a ServiceAccount token (the agents write the Secrets)",
+            vec![Edit::new(SERVER, "automountServiceAccountToken: false", "automountServiceAccountToken: true")],
+            vec![SECRETS_OFF, SECRETS_LIVE],
+        ),
+        mutant(
+            "sec-api-egress-always",
+            "promise: with the Secrets target off the agents' policy keeps them off the Kubernetes API",
+            vec![condition(NETPOL, "    {{- if .Values.kubernetesSecrets.enabled }}\n    {{- include \"certctl.apiServerEgress\"", "true")],
+            vec![SECRETS_OFF, SECRETS_LIVE],
         ),
     ]
 }
