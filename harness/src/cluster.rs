@@ -299,7 +299,24 @@ impl Cluster {
         Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
     }
 
-    /// Loads docker images into every node, skipping images every node
+    /// The nodes whose containers run now. A node-loss scenario stops one for
+    /// a while; a test process starting meanwhile must not trip over it (the
+    /// runner loaded the images into every node before any test ran).
+    ///
+    /// # Errors
+    /// When `kind get nodes` or `docker inspect` fails.
+    pub fn running_nodes(&self) -> Result<Vec<String>, ClusterError> {
+        let mut running = Vec::new();
+        for node in self.nodes()? {
+            let out = run(Command::new("docker").args(["inspect", "-f", "{{.State.Running}}", &node]))?;
+            if String::from_utf8_lossy(&out.stdout).trim() == "true" {
+                running.push(node);
+            }
+        }
+        Ok(running)
+    }
+
+    /// Loads docker images into every running node, skipping images every node
     /// already holds under the same name (tags are content hashes). Returns
     /// the images actually loaded.
     ///
@@ -316,7 +333,7 @@ impl Cluster {
         if self.origin == Origin::Kubeconfig {
             return Ok(Vec::new());
         }
-        let nodes = self.nodes()?;
+        let nodes = self.running_nodes()?;
         let mut present: Option<Vec<String>> = None;
         for node in &nodes {
             let out = run(Command::new("docker").args(["exec", node, "ctr", "-n", "k8s.io", "images", "ls", "-q"]))?;
@@ -330,7 +347,7 @@ impl Cluster {
         let missing: Vec<String> =
             images.iter().filter(|i| i.ends_with(":latest") || !present.contains(&normalize_image(i))).cloned().collect();
         if !missing.is_empty() {
-            run(Command::new(&self.kind).args(["load", "docker-image", "--name", &self.name]).args(&missing))?;
+            run(Command::new(&self.kind).args(["load", "docker-image", "--name", &self.name, "--nodes", &nodes.join(",")]).args(&missing))?;
         }
         Ok(missing)
     }

@@ -228,7 +228,9 @@ impl TestEnv {
         if cluster.origin != Origin::Kubeconfig {
             let start = Instant::now();
             let nodes = cluster.nodes().map_err(|e| fail("storage", &e))?;
-            let prepared = crate::storage::ensure(&tools.kubectl.path, &cluster.kubeconfig, &nodes).map_err(|e| fail("storage", &e));
+            // A node stopped by a node-loss scenario keeps its volumes; it is topped up next time.
+            let running = cluster.running_nodes().map_err(|e| fail("storage", &e))?;
+            let prepared = crate::storage::ensure(&tools.kubectl.path, &cluster.kubeconfig, &running).map_err(|e| fail("storage", &e));
             t.record("run", "storage", start.elapsed(), if prepared.is_ok() { Outcome::Ok } else { Outcome::Failed });
             eprintln!("e2e storage: {:?}", prepared.as_ref().map_err(|e| e.message.clone()));
             prepared?;

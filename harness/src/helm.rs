@@ -184,6 +184,9 @@ pub struct Installed {
     /// What helm printed on stderr though it succeeded: the API server's
     /// warnings (Pod Security "would violate", deprecations).
     pub warnings: Vec<String>,
+    /// How long the `helm install`/`upgrade` call took (with `--wait`, until
+    /// helm saw the release ready).
+    pub took: Duration,
 }
 
 impl Helm {
@@ -241,8 +244,11 @@ impl Helm {
         if r.wait {
             cmd.arg("--wait");
         }
+        let started = std::time::Instant::now();
         let (_, stderr) = output_and_stderr(&mut cmd).await?;
+        let took = started.elapsed();
         Ok(Installed {
+            took,
             warnings: stderr.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect(),
             release: r.clone(),
             manifest: self.manifest(&r.name, &r.namespace).await?,

@@ -136,6 +136,11 @@ impl ReleaseNames {
         format!("{}:8443", self.server_host())
     }
 
+    /// `host:port` of the bundled PostgreSQL Service.
+    pub fn postgres_address(&self) -> String {
+        format!("{}.{}.svc:5432", self.postgres(), self.namespace)
+    }
+
     /// The label selector of one component's pods.
     pub fn selector(&self, component: Component) -> String {
         format!(

@@ -44,6 +44,19 @@ pub fn pod_summary(pod: &Pod) -> String {
     format!("{name}: {} ready={} [{}]", status.phase.unwrap_or_default(), is_ready(pod), containers.join("; "))
 }
 
+/// Restarts of all the pod's containers together (0 for a pod without status).
+///
+/// # Example
+/// ```
+/// let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({"status": {"containerStatuses": [
+///   {"name": "a", "ready": true, "restartCount": 2, "image": "i", "imageID": ""},
+///   {"name": "b", "ready": true, "restartCount": 1, "image": "i", "imageID": ""}]}})).unwrap();
+/// assert_eq!(certctl_harness::pods::restarts(&pod), 3);
+/// ```
+pub fn restarts(pod: &Pod) -> i32 {
+    pod.status.iter().flat_map(|s| s.container_statuses.iter().flatten()).map(|c| c.restart_count).sum()
+}
+
 /// Whether the pod's Ready condition is True.
 ///
 /// # Example

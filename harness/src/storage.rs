@@ -68,7 +68,8 @@ pub enum Prepared {
 }
 
 /// Makes `certctl-local` the default class and tops up its volume pool on
-/// each of `nodes` (kind node containers), when the cluster's default class
+/// each of `nodes` (running kind node containers; volumes of other nodes are
+/// left as they are), when the cluster's default class
 /// is host-path or already `certctl-local`.
 ///
 /// # Errors
@@ -99,11 +100,10 @@ pub fn ensure(kubectl: &Path, kubeconfig: &Path, nodes: &[String]) -> Result<Pre
     for pv in volumes["items"].as_array().into_iter().flatten() {
         let name = pv["metadata"]["name"].as_str().unwrap_or_default().to_string();
         let node = pv["metadata"]["labels"][POOL_LABEL].as_str().unwrap_or_default().to_string();
-        if matches!(pv["status"]["phase"].as_str(), Some("Released" | "Failed")) {
+        // Only where the node runs now: a volume is never made Available again unwiped.
+        if matches!(pv["status"]["phase"].as_str(), Some("Released" | "Failed")) && nodes.contains(&node) {
             run(&mut kc(&["delete", "pv", &name, "--wait=true"]))?;
-            if nodes.contains(&node) {
-                run(Command::new("docker").args(["exec", &node, "rm", "-rf", &format!("{ROOT}/{name}")]))?;
-            }
+            run(Command::new("docker").args(["exec", &node, "rm", "-rf", &format!("{ROOT}/{name}")]))?;
             recycled += 1;
         } else {
             live.push((node, name));
