@@ -107,22 +107,58 @@ async fn replace_agent_pods(live: &Live<'_>) -> StepResult {
 }
 
 /// The registrations are exactly `before` (no agent lost, none added, no id
-/// changed), and every agent's heartbeat was accepted after `since` — the
-/// server checks the stored credential on each heartbeat, so the new pods
-/// prove the identity, not just carry the name.
+/// changed), and every agent's heartbeat was accepted after `since` and
+/// after its current pod started — the server checks the stored credential
+/// on each heartbeat, so the new pods prove the identity, not just carry the
+/// name. (`since` alone would let an old pod's last heartbeat during a
+/// rolling update pass for its successor's.)
 async fn same_agents(live: &Live<'_>, before: &BTreeMap<String, String>, since: &str) -> StepResult {
+    let started = pod_start_times(live).await?;
+    ensure!(
+        started.keys().eq(before.keys()),
+        "agent pods are {:?}, registered agents {:?}",
+        started.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>()
+    );
     let ids = before.values().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(",");
-    let fresh = format!("select name from agents where id in ({ids}) and last_heartbeat_at > '{since}'::timestamptz order by name");
-    wait_until(&format!("every agent's heartbeat after {since}"), Deadline::secs(120).every_millis(1000), || async {
-        let names: Vec<String> = live.sql(&fresh).await.fatal()?.lines().map(str::to_string).collect();
-        Ok::<_, PollError>(if names.len() == before.len() {
-            Poll::Ready(())
-        } else {
-            Poll::Pending(format!("heartbeats since from {names:?} of {:?}", before.keys().collect::<Vec<_>>()))
-        })
-    })
+    let pods = started.iter().map(|(name, at)| format!("('{name}', '{at}'::timestamptz)")).collect::<Vec<_>>().join(",");
+    // A pod's startTime is whole seconds, floored: one second more keeps a
+    // heartbeat its predecessor sent in that same second from counting.
+    let fresh = format!(
+        "select a.name from agents a join (values {pods}) as p(name, started) on a.name = p.name \
+         where a.id in ({ids}) and a.last_heartbeat_at > greatest('{since}'::timestamptz, p.started + interval '1 second') \
+         order by a.name"
+    );
+    wait_until(
+        &format!("every agent's heartbeat after {since} and after its pod started"),
+        Deadline::secs(120).every_millis(1000),
+        || async {
+            let names: Vec<String> = live.sql(&fresh).await.fatal()?.lines().map(str::to_string).collect();
+            Ok::<_, PollError>(if names.len() == before.len() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!("fresh heartbeats from {names:?} of pods started at {started:?}"))
+            })
+        },
+    )
     .await?;
     let now = registrations(live).await?;
     ensure!(now == *before, "agents were {before:?}, are now {now:?}: an agent lost its identity or registered anew");
     Ok(())
+}
+
+/// Agent pod name (= agent name) -> when its current pod started.
+async fn pod_start_times(live: &Live<'_>) -> StepResult<BTreeMap<String, String>> {
+    let mut started = BTreeMap::new();
+    for pod in live.pods_of(Component::Agent).await? {
+        if pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let name = pod.metadata.name.unwrap_or_default();
+        let Some(at) = pod.status.and_then(|s| s.start_time) else {
+            return Err(format!("agent pod {name} has no start time yet").into());
+        };
+        started.insert(name, at.0.to_string());
+    }
+    Ok(started)
 }

@@ -1,21 +1,27 @@
 //! cert-manager issues the server certificate from a CA ClusterIssuer: the
 //! chart's Certificate becomes Ready, its Secret carries `ca.crt`, the server
 //! serves exactly that certificate (verified against that CA for the Service
-//! name), and a re-issue reaches the running server without a restart.
+//! name), and a re-issue reaches the running server without a restart — with
+//! the server's, the agents' and PostgreSQL's NetworkPolicies on, each
+//! admitting what its pod needs and nothing more.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use certctl_harness::conditions::{await_condition, status_condition};
 use certctl_harness::ensure;
 use certctl_harness::env::TestEnv;
 use certctl_harness::names::Component;
 use certctl_harness::portforward::PortForward;
+use certctl_harness::probe::{ProbePod, ProbeTool, Verdict};
 use certctl_harness::scenario::{Flow, Scenario, StepResult};
 use certctl_harness::wait::{wait_until, Classify, Deadline, Poll, PollError};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
 
+use crate::ha::probe_image;
 use crate::support::checks::ready_via_service;
+use crate::support::data::Ledger;
 use crate::support::http::tls_config;
 use crate::support::kubectl::kubectl;
 use crate::support::live::Live;
@@ -29,7 +35,45 @@ pub async fn promises(s: &Scenario, live: &Live<'_>) -> Flow {
     .await;
     let issued = s.require("the Secret holds a leaf for the Service that verifies against its ca.crt", issued_pair(live)).await?;
     s.check("the server serves that certificate (TLS 1.3, verified for the Service name)", serves(live, &issued, Deadline::secs(30))).await;
-    s.check("a re-issued certificate is served without a restart", reissue_reaches_server(live, &issued)).await;
+    let ledger = s.require("certificates issued to the agents through the API", Ledger::write(live, 3)).await?;
+    s.check(
+        "networkPolicy on for the server, the agents and PostgreSQL: each reaches what it needs and nothing more",
+        policies_admit_only_what_each_needs(s, live),
+    )
+    .await;
+    s.check("a re-issued certificate is served without a restart, through the policies", reissue_reaches_server(live, &issued)).await;
+    s.check("every row intact after the policies and the re-issue", async { ledger.intact(live).await.map(drop) }).await;
+    Ok(())
+}
+
+/// `helm upgrade` turning on all three policies. cert-manager talks only to
+/// the Kubernetes API (its Secret reaches the server through the kubelet),
+/// so the server needs DNS and its database, the agents DNS and the server.
+/// Every probe opens a new connection from the pod itself, after a positive
+/// control from the same pod: a verdict counts only once the policy is in
+/// force there.
+async fn policies_admit_only_what_each_needs(s: &Scenario, live: &Live<'_>) -> StepResult {
+    let on = live.release.clone().set(serde_json::json!({"networkPolicy": {
+        "enabled": true, "agent": {"enabled": true}, "postgresql": {"enabled": true}
+    }}));
+    s.helm.upgrade(&on).await?;
+    live.rolled_out().await?;
+    let (within, hold) = (Duration::from_secs(60), Duration::from_secs(10));
+    let (server, database, api) = (live.names.server_address(), live.names.postgres_address(), "kubernetes.default.svc:443");
+
+    let agent = ProbePod::existing(live.pods(), &live.one_ready(Component::Agent).await?, "agent", ProbeTool::Bash);
+    agent.expect(&server, Verdict::Connected, within, Duration::ZERO).await?;
+    agent.expect(&database, Verdict::TimedOut, within, hold).await?;
+    agent.expect(api, Verdict::TimedOut, within, hold).await?;
+
+    let from_server = ProbePod::existing(live.pods(), &live.one_ready(Component::Server).await?, "server", ProbeTool::Bash);
+    from_server.expect(&database, Verdict::Connected, within, Duration::ZERO).await?;
+    from_server.expect(api, Verdict::TimedOut, within, hold).await?;
+
+    // The database's own policy: a pod of the namespace that is not a server is dropped.
+    let (image, tool) = probe_image(s);
+    let stranger = s.probe_pod(&live.names.namespace, "e2e-stranger", &[("app", "e2e-stranger")], &image, tool).await?;
+    stranger.expect(&database, Verdict::TimedOut, within, hold).await?;
     Ok(())
 }
 
@@ -168,8 +212,7 @@ async fn served_leaf(host: &str, addr: SocketAddr, ca: &str) -> StepResult<Vec<u
 
 fn names_and_restarts(pods: &[Pod]) -> (Vec<String>, i32) {
     let names = pods.iter().filter_map(|p| p.metadata.name.clone()).collect();
-    let restarts =
-        pods.iter().flat_map(|p| p.status.iter().flat_map(|s| s.container_statuses.iter().flatten())).map(|c| c.restart_count).sum();
+    let restarts = pods.iter().map(certctl_harness::pods::restarts).sum();
     (names, restarts)
 }
 

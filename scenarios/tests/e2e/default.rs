@@ -2,10 +2,9 @@
 //! keeps only the promises every mode keeps (see `main.rs`); here, the proof
 //! that those checks can fail.
 
-use std::path::{Path, PathBuf};
-
 use certctl_harness::scenario::Scenario;
 use certctl_scenarios::modes::Mode;
+use certctl_scenarios::mutants::scratch::Scratch;
 
 use crate::support::live::Install;
 
@@ -14,13 +13,12 @@ use crate::support::live::Install;
 /// with a diagnostics bundle written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_chart_fails_the_read_only_root_check() {
-    let chart = broken_chart(&certctl_harness::workspace::root().join("chart"));
+    let chart = broken_chart();
     let failure = Scenario::run_expecting_failure("default-broken", async |s| {
         // Helm's client-side schema check would reject the misplaced field
         // outright; with it off (as in the upstream incident) the API server
         // silently drops it, which only a live check notices.
-        let install =
-            Install::mode(Mode::Default).release("broken").chart(chart.path().to_path_buf()).helm_arg("--disable-openapi-validation");
+        let install = Install::mode(Mode::Default).release("broken").chart(chart.chart_dir()).helm_arg("--disable-openapi-validation");
         let live = s.require("install", install.run(s)).await?;
         s.require("rollout", live.rolled_out()).await?;
         crate::hardened_containers(s, &live).await
@@ -42,29 +40,15 @@ async fn broken_chart_fails_the_read_only_root_check() {
     assert!(text.contains(&failure.bundle.display().to_string()), "the failure message does not name the bundle: {text}");
 }
 
-/// A scratch copy of `chart` whose templates put readOnlyRootFilesystem at
+/// A scratch copy of the chart whose templates put readOnlyRootFilesystem at
 /// pod scope instead of container scope — the upstream audit's class of bug.
-fn broken_chart(chart: &Path) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
-    copy_dir(chart, dir.path());
-    let helpers = dir.path().join("templates/_helpers.tpl");
+fn broken_chart() -> Scratch {
+    let copy = Scratch::chart(&certctl_harness::workspace::root()).expect("a scratch copy of the chart");
+    let helpers = copy.chart_dir().join("templates/_helpers.tpl");
     let text = std::fs::read_to_string(&helpers).expect("chart helpers");
     let broken =
         text.replacen("\"readOnlyRootFilesystem\" ", "", 1).replacen("\"runAsNonRoot\"", "\"runAsNonRoot\" \"readOnlyRootFilesystem\"", 1);
     assert_ne!(broken, text, "could not find where the chart splits readOnlyRootFilesystem into container scope");
     std::fs::write(&helpers, broken).expect("write broken helpers");
-    dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).expect("read chart dir") {
-        let entry = entry.expect("dir entry");
-        let target: PathBuf = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            std::fs::create_dir_all(&target).expect("mkdir");
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
+    copy
 }

@@ -90,8 +90,11 @@ async fn outage(live: &Live<'_>, db: &ExternalPostgres, server: &Endpoint) -> St
     .await?;
     let (code, body) = status("/api/v1/certificates").await.map_err(|e| format!("{e:?}"))?;
     ensure!(code == 200, "after the database returned an API call answered {code} {body}, want 200");
+    // The forward reaches the pod directly; the Service sends traffic again
+    // only once the kubelet's next readiness probe passes.
+    live.rolled_out().await?;
     for pod in live.pods_of(Component::Server).await? {
-        let restarts: i32 = pod.status.and_then(|s| s.container_statuses).unwrap_or_default().iter().map(|c| c.restart_count).sum();
+        let restarts = certctl_harness::pods::restarts(&pod);
         ensure!(
             restarts == 0,
             "{} restarted {restarts} time(s) during the outage; the server must wait, not exit",
@@ -176,7 +179,7 @@ async fn policy_admits_only_the_database(s: &Scenario, live: &Live<'_>, db: &Ext
     let reconnected = db.psql("certctl", &new_connections).await?;
     ensure!(reconnected != "0", "the server answered, but no server connection to the database is new: the check proved nothing");
     for pod in live.pods_of(Component::Server).await? {
-        let restarts: i32 = pod.status.and_then(|s| s.container_statuses).unwrap_or_default().iter().map(|c| c.restart_count).sum();
+        let restarts = certctl_harness::pods::restarts(&pod);
         ensure!(restarts == 0, "{} restarted {restarts} time(s) under the policy", pod.metadata.name.unwrap_or_default());
     }
     Ok(())

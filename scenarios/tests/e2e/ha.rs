@@ -82,7 +82,7 @@ async fn budget_holds(live: &Live<'_>) -> StepResult {
 }
 
 /// The probe image: netprobe offline, the agent image (bash) online.
-fn probe_image(s: &Scenario) -> (String, ProbeTool) {
+pub fn probe_image(s: &Scenario) -> (String, ProbeTool) {
     let images = &s.env.images;
     images.netprobe.as_ref().map(|i| (i.to_string(), ProbeTool::Netprobe)).unwrap_or((images.agent.to_string(), ProbeTool::Bash))
 }

@@ -8,6 +8,7 @@ mod support;
 mod agent_identity;
 mod api_validation;
 mod backup;
+mod bench;
 mod cert_manager;
 mod default;
 mod external_db;
@@ -17,6 +18,7 @@ mod nodes;
 mod password_rotation;
 mod pool;
 mod reinstall;
+mod secret_target;
 mod upgrade;
 
 use certctl_harness::names::Component;
@@ -54,7 +56,7 @@ async fn mode_keeps_its_promises(#[case] mode: Mode) {
 }
 
 /// What a mode installs beyond its values file (and the pool every mode checks).
-fn install(mode: Mode) -> Install {
+pub fn install(mode: Mode) -> Install {
     match mode {
         Mode::ExternalDb => external_db::install(),
         Mode::Ha => Install::mode(Mode::Ha).set(nodes::tolerate_the_set_aside_worker()),

@@ -214,8 +214,7 @@ async fn database_pod_deleted(live: &Live<'_>) -> StepResult {
         Ok::<_, PollError>(if code == 200 { Poll::Ready(()) } else { Poll::Pending(format!("/ready {code}")) })
     })
     .await?;
-    let restarts: i32 =
-        pods.get(&server).await?.status.and_then(|s| s.container_statuses).unwrap_or_default().iter().map(|c| c.restart_count).sum();
+    let restarts = certctl_harness::pods::restarts(&pods.get(&server).await?);
     ensure!(restarts == 0, "{server} restarted {restarts} time(s) while the database was away; it must wait, not exit");
     Ok(())
 }

@@ -138,7 +138,7 @@ pub async fn alter_role_recovers(live: &Live<'_>, pod: &str, new_password: &str)
         Ok::<_, kube::Error>(if is_ready(&p) { Poll::Ready(p) } else { Poll::Pending(pod_summary(&p)) })
     })
     .await?;
-    let restarts: i32 = ready.status.and_then(|s| s.container_statuses).unwrap_or_default().iter().map(|c| c.restart_count).sum();
+    let restarts = certctl_harness::pods::restarts(&ready);
     ensure!(restarts == 0, "{pod} recovered only after {restarts} container restart(s); the server must retry, not exit");
     Ok(())
 }

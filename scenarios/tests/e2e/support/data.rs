@@ -139,18 +139,9 @@ impl Ledger {
             for i in 0..per_agent {
                 let cn = format!("ledger-{i}.{name}.example.test");
                 let body = json!({"common_name": cn, "sans": [cn.clone()], "agent_id": agent_id});
-                let resp = http
-                    .post(server.url("/api/v1/certificates"))
-                    .bearer_auth(API_KEY)
-                    .header("content-type", "application/json")
-                    .body(body.to_string())
-                    .send()
-                    .await?;
-                let status = resp.status();
-                let text = resp.text().await?;
-                ensure!(status == 201, "POST /api/v1/certificates for {cn}: HTTP {status} {text}, want 201");
-                let created: Value = serde_json::from_str(&text)?;
-                certificates.push(created["id"].as_str().ok_or_else(|| format!("201 without an id: {text}"))?.to_string());
+                let (status, created) = server.create_certificate(&http, &body).await?;
+                ensure!(status == 201, "POST /api/v1/certificates for {cn}: HTTP {status} {created}, want 201");
+                certificates.push(created["id"].as_str().ok_or_else(|| format!("201 without an id: {created}"))?.to_string());
             }
         }
         let ids = certificates.iter().map(|c| format!("'{c}'")).collect::<Vec<_>>().join(",");
@@ -226,7 +217,7 @@ impl Ledger {
 
 /// `(name, id)` of each Ready agent pod's registration, once every Ready
 /// agent pod has registered (a pod is Ready a moment before it registers).
-async fn agent_ids(live: &Live<'_>) -> StepResult<Vec<(String, String)>> {
+pub async fn agent_ids(live: &Live<'_>) -> StepResult<Vec<(String, String)>> {
     Ok(wait_until("every Ready agent pod to register with the server", Deadline::secs(120).every_millis(1000), || async {
         let ready = live.ready(Component::Agent).await.transient()?;
         let rows = live.sql("select name || ' ' || id from agents where status = 'active' order by name").await.fatal()?;

@@ -176,14 +176,23 @@ impl Install {
 /// `release` with its values files and values merged into one value that
 /// holds only the keys `known` has.
 fn known_values_only(release: Release, known: &serde_json::Value) -> StepResult<Release> {
+    let pruned = certctl_harness::previous_chart::prune(&merged_values(&release)?, known);
+    Ok(Release { values_files: Vec::new(), values: pruned, ..release })
+}
+
+/// Everything `release` gives helm as one value: its values files in order,
+/// then its values, merged as helm merges them.
+///
+/// # Errors
+/// A values file that cannot be read or parsed.
+pub fn merged_values(release: &Release) -> StepResult<serde_json::Value> {
     let mut all = serde_json::json!({});
     for file in &release.values_files {
         let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
         certctl_harness::helm::merge(&mut all, serde_yaml_ng::from_str(&text)?);
     }
     certctl_harness::helm::merge(&mut all, release.values.clone());
-    let pruned = certctl_harness::previous_chart::prune(&all, known);
-    Ok(Release { values_files: Vec::new(), values: pruned, ..release })
+    Ok(all)
 }
 
 /// The bundled database's password of release `release` in scenario `s`:
@@ -466,6 +475,26 @@ impl Endpoint {
     /// A CA that does not parse.
     pub fn client_with_timeout(&self, timeout: Duration) -> StepResult<reqwest::Client> {
         https_client(&self.host, self.addr(), &self.ca, timeout)
+    }
+
+    /// `POST /api/v1/certificates` with `body` and the scenario's API key:
+    /// the status and the answer, which must be JSON whatever the status.
+    ///
+    /// # Errors
+    /// Transport errors, or an answer that is not JSON.
+    pub async fn create_certificate(&self, http: &reqwest::Client, body: &serde_json::Value) -> StepResult<(u16, serde_json::Value)> {
+        let resp = http
+            .post(self.url("/api/v1/certificates"))
+            .bearer_auth(API_KEY)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        let answer =
+            serde_json::from_str(&text).map_err(|e| format!("POST /api/v1/certificates answered {status} non-JSON ({e}): {text}"))?;
+        Ok((status, answer))
     }
 }
 
