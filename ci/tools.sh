@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Provision the pinned helm 3, helm 4, kind, kubectl, cargo-nextest and actionlint
-# (ci/versions.env) and the CRDs the render tier validates against; print NAME=PATH lines
+# Provision the pinned helm 3, helm 4, kind, kubectl, cargo-nextest, actionlint and
+# chart-testing's ct (ci/versions.env) and the CRDs the render tier validates against; print NAME=PATH lines
 # on stdout (logs go to stderr).
 #
-#   usage: bash ci/tools.sh [helm|helm4|kind|kubectl|nextest|actionlint|crds|all]...  (default: all)
+#   usage: bash ci/tools.sh [helm|helm4|kind|kubectl|nextest|actionlint|ct|crds|all]...  (default: all)
+#
+# `all` leaves out ct: only the bench tier (docs/ci.md) runs it.
 #
 # helm is Helm 3 at HELM_VERSION, helm4 is Helm 4 at HELM4_VERSION (binary `helm` too).
 #
@@ -16,8 +18,8 @@
 #        build     `go build` from the Go module proxy with version ldflags (needs go);
 #        auto      (default) build when a Go toolchain is present, else download.
 #      Nothing probes a download host: the choice is explicit.
-#      cargo-nextest is always built (`cargo install --locked` from crates.io) and actionlint
-#      always from the Go module proxy: no checksums of their release binaries are pinned.
+#      cargo-nextest is always built (`cargo install --locked` from crates.io), actionlint
+#      and ct always from the Go module proxy: no checksums of their release binaries are pinned.
 # A tool that cannot be had is a hard failure saying what to do.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -48,6 +50,7 @@ version_of() { # NAME BINARY
     kubectl) "$2" version --client -o json 2>/dev/null | sed -n 's/.*"gitVersion": *"\([^"]*\)".*/\1/p' | head -1 ;;
     nextest) "$2" nextest --version 2>/dev/null | awk 'NR == 1 {print $2}' ;;
     actionlint) "$2" -version 2>/dev/null | awk 'NR == 1 {sub(/^v/, ""); print "v" $1}' ;;
+    ct) "$2" version 2>/dev/null | awk '$1 == "Version:" {print $2}' ;;
   esac
 }
 pinned() {
@@ -58,6 +61,7 @@ pinned() {
     kubectl) echo "$KUBERNETES_VERSION" ;;
     nextest) echo "$NEXTEST_VERSION" ;;
     actionlint) echo "$ACTIONLINT_VERSION" ;;
+    ct) echo "$CHART_TESTING_VERSION" ;;
   esac
 }
 is_pinned() { # NAME BINARY
@@ -148,6 +152,18 @@ build_actionlint() { # OUT_DIR
   (cd /tmp && GOBIN="$1" go_env go install -ldflags "-s -w" "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION")
 }
 
+# `go install ct@version` asks the proxy for the module's version list (for deprecation
+# notices), which it refuses here; a throwaway module that requires the exact version
+# builds the same binary.
+build_ct() { # OUT_DIR
+  local w mod=github.com/helm/chart-testing/v3 ld
+  w=$(mktemp -d)
+  ld="-s -w -X $mod/ct/cmd.Version=$CHART_TESTING_VERSION -X $mod/ct/cmd.GitCommit=module-proxy"
+  (cd "$w" && go_env go mod init certctl-ct-build >/dev/null 2>&1 && go_env go get "$mod/ct@$CHART_TESTING_VERSION" &&
+    GOFLAGS="-mod=mod -buildvcs=false" go_env go build -ldflags "$ld" -o "$1/ct" "$mod/ct")
+  rm -rf "$w"
+}
+
 build_nextest() { # OUT_DIR
   command -v cargo >/dev/null || die "nextest: building needs cargo (install Rust: https://rustup.rs)"
   # Its own target dir in the cache: an interrupted build resumes, and the workspace's is untouched.
@@ -189,7 +205,7 @@ provision() { # NAME -> prints NAME=PATH
     if [[ $how == auto ]]; then
       if command -v go >/dev/null; then how=build; else how=download; fi
     fi
-    # A tool with no release checksum pinned (nextest, actionlint, helm4 until its
+    # A tool with no release checksum pinned (nextest, actionlint, ct, helm4 until its
     # checksum is pinned) is always built: never an unverified download.
     [[ $how == download && -z $(sha_pin "$name") ]] && how=build
     t0=$(date +%s)
@@ -247,9 +263,9 @@ provision_crds() {
 [[ $# -gt 0 ]] || set -- all
 for what in "$@"; do
   case $what in
-    helm | helm4 | kind | kubectl | nextest | actionlint) provision "$what" ;;
+    helm | helm4 | kind | kubectl | nextest | actionlint | ct) provision "$what" ;;
     crds) provision_crds ;;
     all) for t in helm helm4 kind kubectl nextest actionlint; do provision "$t"; done; provision_crds ;;
-    *) die "unknown tool '$what' (expected helm, helm4, kind, kubectl, nextest, actionlint, crds or all)" ;;
+    *) die "unknown tool '$what' (expected helm, helm4, kind, kubectl, nextest, actionlint, ct, crds or all)" ;;
   esac
 done

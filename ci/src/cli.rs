@@ -14,6 +14,8 @@ tiers:
   fast   fmt, clippy, actionlint, the fast tests (unit, real PostgreSQL, real helm renders)
   e2e    host, images, tools, one kind cluster, the live matrix (sets up what it needs)
   gate   fast, then e2e, the shared set-up once (what .ci/run and the release gate run)
+  bench  on a cluster it creates: helm install --wait and ct install per mode, then the
+         live matrix; prints wall times and ratios (a measurement, never a verdict on time)
 
 --flaky fail    (default) a test that passes only on retry fails the run unless allow-listed
 --flaky record  report flaky tests, never fail on them (the nightly)

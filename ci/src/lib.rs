@@ -1,9 +1,10 @@
 //! certctl-ci: the one runner behind every tier — `cargo run -p certctl-ci -- fast | e2e |
-//! gate` — here, in `.ci/run` and in the GitHub workflows alike: host checks,
+//! gate | bench` — here, in `.ci/run` and in the GitHub workflows alike: host checks,
 //! images, tools, the cluster, the tests under cargo-nextest, the flaky verdict and a
 //! summary people read. See docs/ci.md.
 
 pub mod allowlist;
+pub mod bench;
 pub mod cli;
 pub mod exec;
 pub mod nextest;

@@ -1,4 +1,4 @@
-//! `cargo run -p certctl-ci -- <fast|e2e|gate> [--flaky fail|record]`, or
+//! `cargo run -p certctl-ci -- <fast|e2e|gate|bench> [--flaky fail|record]`, or
 //! `judge <junit.xml>...`. Exit status: 0 passed, 1 failed, 2 bad usage.
 
 use std::path::PathBuf;
@@ -52,7 +52,11 @@ fn main() -> ExitCode {
 fn settings(workspace: PathBuf, tier: Tier, flaky: certctl_ci::verdict::FlakyPolicy) -> Result<Settings, String> {
     let requested: Requested = std::env::var(source::ENV).unwrap_or_default().parse()?;
     let source = ImageSource::decide(requested, upstream_node_image_present(&workspace));
-    let cluster = std::env::var("CERTCTL_CLUSTER").ok().filter(|c| !c.is_empty());
+    let mut cluster = std::env::var("CERTCTL_CLUSTER").ok().filter(|c| !c.is_empty());
+    // The bench deletes and re-creates its cluster: never the one the other tiers reuse.
+    if tier == Tier::Bench && cluster.is_none() {
+        cluster = Some("certctl-bench".into());
+    }
     Ok(Settings { workspace, tier, flaky, source, cluster })
 }
 

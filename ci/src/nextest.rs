@@ -12,6 +12,8 @@ pub enum Profile {
     E2e,
     /// The flaky fixture, for the verdict's own test.
     FlakyFixture,
+    /// The bench scenario (ignored by the others: it measures, it does not check).
+    Bench,
 }
 
 impl Profile {
@@ -21,6 +23,7 @@ impl Profile {
             Self::Ci => "ci",
             Self::E2e => "e2e",
             Self::FlakyFixture => "flaky-fixture",
+            Self::Bench => "bench",
         }
     }
 
@@ -28,7 +31,7 @@ impl Profile {
     pub fn features(self) -> &'static str {
         match self {
             Self::Ci => "",
-            Self::E2e => "e2e",
+            Self::E2e | Self::Bench => "e2e",
             Self::FlakyFixture => "certctl-ci/flaky-fixture",
         }
     }
@@ -59,6 +62,9 @@ impl Profile {
         cmd.args(["nextest", "run", "--workspace", "--profile", self.name()]).current_dir(workspace);
         if !self.features().is_empty() {
             cmd.args(["--features", self.features()]);
+        }
+        if self == Self::Bench {
+            cmd.args(["--run-ignored", "only"]);
         }
         cmd
     }

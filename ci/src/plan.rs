@@ -14,6 +14,8 @@ pub enum Tier {
     E2e,
     /// `fast` then `e2e`: what the release gate and `.ci/run` run.
     Gate,
+    /// The live matrix on a cluster it creates, against its floor and `ct install`.
+    Bench,
 }
 
 impl FromStr for Tier {
@@ -23,7 +25,8 @@ impl FromStr for Tier {
             "fast" => Ok(Self::Fast),
             "e2e" => Ok(Self::E2e),
             "gate" => Ok(Self::Gate),
-            other => Err(format!("unknown tier `{other}`: expected fast, e2e or gate")),
+            "bench" => Ok(Self::Bench),
+            other => Err(format!("unknown tier `{other}`: expected fast, e2e, gate or bench")),
         }
     }
 }
@@ -34,6 +37,7 @@ impl fmt::Display for Tier {
             Self::Fast => "fast",
             Self::E2e => "e2e",
             Self::Gate => "gate",
+            Self::Bench => "bench",
         })
     }
 }
@@ -65,6 +69,10 @@ pub enum Step {
     Cluster,
     /// The live tests under nextest (profile `e2e`).
     Live,
+    /// chart-testing's `ct` (`ci/tools.sh ct`), for the bench.
+    BenchTools,
+    /// The bench scenario: `helm install --wait` and `ct install` per mode (profile `bench`).
+    Bench,
 }
 
 impl Step {
@@ -83,6 +91,8 @@ impl Step {
             Self::Smoke => "smoke",
             Self::Cluster => "cluster",
             Self::Live => "live",
+            Self::BenchTools => "bench-tools",
+            Self::Bench => "bench",
         }
     }
 
@@ -103,6 +113,8 @@ impl Step {
             Self::Smoke => min(10),
             Self::Cluster => min(15),
             Self::Live => min(60),
+            Self::BenchTools => min(15),
+            Self::Bench => min(40),
         }
     }
 }
@@ -123,6 +135,9 @@ pub fn plan(tier: Tier) -> Vec<Step> {
         Tier::Fast => fast.to_vec(),
         Tier::E2e => live.to_vec(),
         Tier::Gate => fast.iter().chain(&live).copied().collect(),
+        // The bench's cluster is created by it (its creation is measured), the installs
+        // are measured on it before the matrix runs there.
+        Tier::Bench => vec![Host, Images, FastTools, LiveTools, BenchTools, Cluster, Bench, Live],
     };
     // Set-up shared by both halves of the gate runs once.
     let mut seen = Vec::new();
@@ -171,8 +186,17 @@ mod tests {
     }
 
     #[test]
+    fn the_bench_measures_on_its_own_cluster_before_the_matrix() {
+        let b = plan(Tier::Bench);
+        assert!(position(&b, BenchTools) < position(&b, Cluster));
+        assert!(position(&b, Cluster) < position(&b, Bench));
+        assert!(position(&b, Bench) < position(&b, Live));
+        assert!(!b.contains(&Tests) && !b.contains(&Smoke));
+    }
+
+    #[test]
     fn tiers_parse_by_name() {
         assert_eq!("gate".parse::<Tier>().unwrap(), Tier::Gate);
-        assert!("all".parse::<Tier>().unwrap_err().contains("fast, e2e or gate"));
+        assert!("all".parse::<Tier>().unwrap_err().contains("fast, e2e, gate or bench"));
     }
 }

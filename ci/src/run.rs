@@ -9,6 +9,7 @@ use std::time::Duration;
 use certctl_harness::env::{Shape, TestEnv};
 
 use crate::allowlist::{self, AllowList};
+use crate::bench::{self, BenchNumbers, ModeTimes};
 use crate::exec::{self, Output};
 use crate::nextest::Profile;
 use crate::outcomes::{self, Status, TestOutcome};
@@ -73,6 +74,7 @@ struct State {
     suites: Vec<(String, Vec<TestOutcome>)>,
     errors: Vec<String>,
     artifacts: Vec<(String, PathBuf)>,
+    bench: Option<Vec<ModeTimes>>,
 }
 
 /// Runs the tier; returns whether it passed.
@@ -110,6 +112,19 @@ pub fn run(settings: &Settings) -> bool {
         Ok(list) => verdict::judge(settings.flaky, &all_outcomes(&state.suites), &list, today()),
         Err(e) => Verdict { failures: vec![report::error_chain(&e)], warnings: vec![] },
     };
+    let mut sections = Vec::new();
+    if let Some(modes) = state.bench.take() {
+        match bench_numbers(&phases, modes) {
+            Ok(numbers) => {
+                let md = bench::render(&numbers);
+                let file = settings.artifacts().join("bench.md");
+                report::publish(&md, &file);
+                state.artifacts.push(("bench report".into(), file));
+                sections.push(md);
+            }
+            Err(e) => state.errors.push(e),
+        }
+    }
     let steps = summary::scenario_steps(&settings.artifacts()).unwrap_or_else(|e| {
         state.errors.push(report::error_chain(&e));
         Vec::new()
@@ -126,6 +141,7 @@ pub fn run(settings: &Settings) -> bool {
         suites: state.suites.clone(),
         verdict: &verdict,
         steps,
+        sections,
         artifacts,
     });
     report::publish(&md, &summary_file);
@@ -164,6 +180,11 @@ fn run_step(step: Step, s: &Settings, state: &mut State, p: &Progress) -> Result
             state.tools.extend(ToolPaths::parse(&out));
             Ok(String::new())
         }
+        Step::BenchTools => {
+            let out = exec::capture(bash("ci/tools.sh").arg("ct"), p)?;
+            state.tools.extend(ToolPaths::parse(&out));
+            Ok(format!("ct {}", state.tools.require("CT")?.display()))
+        }
         Step::Fmt => {
             exec::run(&mut cargo(&["fmt", "--all", "--check"]), &Output::Console, p)?;
             Ok(String::new())
@@ -182,7 +203,7 @@ fn run_step(step: Step, s: &Settings, state: &mut State, p: &Progress) -> Result
             exec::run(Command::new(actionlint).arg("-no-color").current_dir(ws), &Output::Console, p)?;
             Ok(".github/workflows".into())
         }
-        Step::Tests => nextest(Profile::Ci, s, state, p),
+        Step::Tests => nextest(Profile::Ci, s, state, p, &[]),
         Step::Doctests => {
             exec::run(&mut cargo(&["test", "--workspace", "--doc"]), &Output::Console, p)?;
             Ok(String::new())
@@ -199,27 +220,48 @@ fn run_step(step: Step, s: &Settings, state: &mut State, p: &Progress) -> Result
             Ok(format!("log {}", log.display()))
         }
         Step::Cluster => {
+            if s.tier == Tier::Bench {
+                // Its creation is measured: the bench's own cluster is made anew.
+                let name = s.cluster.as_deref().ok_or("the bench tier names its cluster")?;
+                let kind = state.tools.require("KIND")?.clone();
+                p.note(&format!("deleting an earlier {name}, if any"));
+                exec::run(
+                    Command::new(kind).args(["delete", "cluster", "--name", name]),
+                    &Output::Log(s.logs().join("bench-cluster.log")),
+                    p,
+                )?;
+            }
             p.note("creating (or reusing) the kind cluster and loading images");
             let env = TestEnv::shared(Shape::default())?;
             state.env = Some(env);
             Ok(format!("{} ({:?})", env.cluster.name, env.cluster.origin))
         }
+        Step::Bench => {
+            let ct = state.tools.require("CT")?.clone();
+            let report = s.artifacts().join("bench.json");
+            let _ = std::fs::remove_file(&report);
+            let note = nextest(Profile::Bench, s, state, p, &[("CERTCTL_CT", ct.as_path())])?;
+            state.bench = Some(bench::read_modes(&report)?);
+            Ok(note)
+        }
         Step::Live => {
             clear_scenario_junit(&s.artifacts());
             state.artifacts.push(("bundles and step-level JUnit".into(), s.artifacts()));
-            nextest(Profile::E2e, s, state, p)
+            nextest(Profile::E2e, s, state, p, &[])
         }
     }
 }
 
 /// Runs a nextest profile, then reads its JUnit report (also after failures, so the
 /// summary names what failed).
-fn nextest(profile: Profile, s: &Settings, state: &mut State, p: &Progress) -> Result<String, PhaseError> {
+fn nextest(profile: Profile, s: &Settings, state: &mut State, p: &Progress, envs: &[(&str, &Path)]) -> Result<String, PhaseError> {
     let nextest = state.tools.require("NEXTEST")?.clone();
     let junit = profile.junit(&s.workspace);
     let _ = std::fs::remove_file(&junit);
+    let mut cmd = profile.command(&nextest, &s.workspace);
     // The flaky verdict's own test runs this same nextest on its fixture.
-    let ran = exec::run(profile.command(&nextest, &s.workspace).env("CERTCTL_NEXTEST", &nextest), &Output::Console, p);
+    cmd.env("CERTCTL_NEXTEST", &nextest).envs(envs.iter().copied());
+    let ran = exec::run(&mut cmd, &Output::Console, p);
     let read = outcomes::read_report(&junit);
     if let Ok(report) = &read {
         state.suites.push((profile.name().to_string(), outcomes::from_report(report)));
@@ -248,6 +290,20 @@ fn release_cluster(env: &TestEnv, s: &Settings, failed: bool, p: &Progress) -> R
     } else {
         Ok(format!("{} deleted", env.cluster.name))
     }
+}
+
+/// The bench's numbers: the bare `kind create` the harness timed in this process,
+/// the cluster and live phases, and what the bench scenario measured per mode.
+fn bench_numbers(phases: &Phases, modes: Vec<ModeTimes>) -> Result<BenchNumbers, String> {
+    let phase = |name: &str| {
+        phases.records().iter().find(|r| r.name == name).map(|r| r.elapsed).ok_or_else(|| format!("bench: no {name} phase ran"))
+    };
+    let created = certctl_harness::timing::Timings::global()
+        .records()
+        .into_iter()
+        .find(|r| r.scope == "run" && r.name == "cluster" && r.outcome == certctl_harness::timing::Outcome::Ok)
+        .ok_or("bench: the cluster was not created by this run, so its creation was not measured")?;
+    Ok(BenchNumbers { cluster_create: created.elapsed, matrix: phase("cluster")? + phase("live")?, modes })
 }
 
 fn clear_scenario_junit(dir: &Path) {

@@ -84,6 +84,8 @@ pub struct Summary<'a> {
     pub verdict: &'a Verdict,
     /// Live scenario steps.
     pub steps: Vec<StepRow>,
+    /// Further Markdown sections (the bench report), before the artifacts.
+    pub sections: Vec<String>,
     /// Where things were written: (what, path).
     pub artifacts: Vec<(String, PathBuf)>,
 }
@@ -96,7 +98,7 @@ pub struct Summary<'a> {
 /// let phases = Phases::default();
 /// let verdict = Verdict::default();
 /// let md = render(&Summary { tier: "fast".into(), passed: true, errors: vec![], phases: &phases, suites: vec![],
-///     verdict: &verdict, steps: vec![], artifacts: vec![] });
+///     verdict: &verdict, steps: vec![], sections: vec![], artifacts: vec![] });
 /// assert!(md.starts_with("## certctl fast: passed"));
 /// ```
 pub fn render(s: &Summary<'_>) -> String {
@@ -147,6 +149,10 @@ pub fn render(s: &Summary<'_>) -> String {
             };
             let _ = writeln!(md, "| {} | {} | {outcome} | {} | {bundle} |", r.scenario, cell(&r.step), human(r.time));
         }
+    }
+    for section in &s.sections {
+        md.push('\n');
+        md.push_str(section);
     }
     if !s.artifacts.is_empty() {
         md.push_str("\n### Artifacts\n\n");
@@ -199,6 +205,7 @@ mod tests {
             suites: vec![("e2e".into(), vec![flaky])],
             verdict: &verdict,
             steps: rows,
+            sections: vec![],
             artifacts: vec![("bundles".into(), dir.path().to_path_buf())],
         });
         assert!(md.starts_with("## certctl gate: FAILED"), "{md}");
