@@ -3,33 +3,19 @@
 //! node already holds them); exact reproduce commands for a kept cluster.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
+pub(crate) use crate::command::run;
+use crate::command::CommandError;
 use crate::wait::Backoff;
 
 /// Errors creating, reusing or using a cluster.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    /// A command could not start.
-    #[error("cannot run `{cmd}`: {source}")]
-    Spawn {
-        /// The command line.
-        cmd: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A command failed.
-    #[error("`{cmd}` failed ({status}): {stderr}")]
-    Command {
-        /// The command line.
-        cmd: String,
-        /// Exit status.
-        status: std::process::ExitStatus,
-        /// The tail of its stderr.
-        stderr: String,
-    },
+    /// docker or kind could not run, or failed.
+    #[error(transparent)]
+    Command(#[from] CommandError),
     /// A restarted node came back on another address.
     #[error("node {node} came back on {now}, not {was}: its kubelet cannot serve on the new address")]
     NodeMoved {
@@ -246,7 +232,7 @@ impl Cluster {
         Err(ClusterError::CreateExhausted {
             name: spec.name.clone(),
             attempts: spec.attempts,
-            last: Box::new(last.expect("at least one attempt ran")),
+            last: Box::new(last.expect("at least one attempt ran").into()),
         })
     }
 
@@ -367,8 +353,8 @@ impl Cluster {
         if self.origin == Origin::Kubeconfig {
             return Ok(());
         }
-        run(Command::new(&self.kind).args(["delete", "cluster", "--name", &self.name]).arg("--kubeconfig").arg(&self.kubeconfig))
-            .map(|_| ())
+        run(Command::new(&self.kind).args(["delete", "cluster", "--name", &self.name]).arg("--kubeconfig").arg(&self.kubeconfig))?;
+        Ok(())
     }
 
     /// The command deleting this cluster, for the watchdog.
@@ -462,23 +448,6 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), ClusterError> {
     std::fs::rename(&tmp, path).map_err(io)
 }
 
-/// Runs a command, returning its output or an error with the tail of stderr.
-pub(crate) fn run(cmd: &mut Command) -> Result<Output, ClusterError> {
-    let line = format!("{cmd:?}").replace('"', "");
-    let out = cmd.output().map_err(|source| ClusterError::Spawn { cmd: line.clone(), source })?;
-    if out.status.success() {
-        Ok(out)
-    } else {
-        Err(ClusterError::Command { cmd: line, status: out.status, stderr: tail(&String::from_utf8_lossy(&out.stderr), 20) })
-    }
-}
-
-/// The last `n` lines of `s`.
-pub(crate) fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.trim_end().lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -488,13 +457,6 @@ mod tests {
         let cfg = ClusterSpec::new("c", "i").with("networking", serde_json::json!({"disableDefaultCNI": false})).kind_config();
         assert_eq!(cfg["networking"]["disableDefaultCNI"], false);
         assert_eq!(cfg["nodes"][0]["image"], "i");
-    }
-
-    #[test]
-    fn failing_commands_carry_their_stderr_tail() {
-        let err = run(Command::new("sh").args(["-c", "echo one >&2; echo two >&2; exit 3"])).unwrap_err();
-        let text = err.to_string();
-        assert!(text.contains("one\ntwo") && text.contains("exit status: 3"), "{text}");
     }
 
     /// Retry with a kind that always fails: every attempt is made, and the

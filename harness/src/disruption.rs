@@ -6,7 +6,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::cluster::{run, ClusterError};
+use crate::cluster::ClusterError;
+use crate::command::{self, run};
 
 /// Taint key (effect NoSchedule) and label of the set-aside worker.
 pub const TAINT: &str = "certctl.io/disruptable";
@@ -93,8 +94,5 @@ async fn addresses(node: &str) -> Result<String, ClusterError> {
 }
 
 async fn docker(args: &[&str]) -> Result<String, ClusterError> {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || run(Command::new("docker").args(&args)).map(|o| String::from_utf8_lossy(&o.stdout).into_owned()))
-        .await
-        .map_err(|e| ClusterError::Spawn { cmd: "docker".into(), source: std::io::Error::other(e) })?
+    Ok(command::stdout(&command::run_async(tokio::process::Command::new("docker").args(args)).await?))
 }

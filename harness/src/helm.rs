@@ -6,28 +6,14 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
+use crate::command::{self, CommandError};
+
 /// Errors from helm.
 #[derive(Debug, thiserror::Error)]
 pub enum HelmError {
-    /// helm could not start.
-    #[error("cannot run helm `{cmd}`: {source}")]
-    Spawn {
-        /// The command line.
-        cmd: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// helm failed; its stderr says why.
-    #[error("`{cmd}` failed ({status}):\n{stderr}")]
-    Failed {
-        /// The command line.
-        cmd: String,
-        /// Exit status.
-        status: std::process::ExitStatus,
-        /// helm's stderr.
-        stderr: String,
-    },
+    /// helm could not run, or failed (its stderr says why: template refusals land here).
+    #[error(transparent)]
+    Command(#[from] CommandError),
     /// A values file could not be written.
     #[error("cannot write the values file: {0}")]
     Values(#[source] std::io::Error),
@@ -204,7 +190,7 @@ impl Helm {
     /// `helm install`, then captures the manifest and values.
     ///
     /// # Errors
-    /// [`HelmError::Failed`] with helm's stderr (template refusals land here).
+    /// [`HelmError::Command`] with helm's stderr (template refusals land here).
     ///
     /// # Example
     /// ```no_run
@@ -220,7 +206,7 @@ impl Helm {
     /// `helm upgrade`, then captures the manifest and values.
     ///
     /// # Errors
-    /// [`HelmError::Failed`] with helm's stderr.
+    /// [`HelmError::Command`] with helm's stderr.
     ///
     /// # Example
     /// ```no_run
@@ -259,7 +245,7 @@ impl Helm {
     /// `helm uninstall --wait`.
     ///
     /// # Errors
-    /// [`HelmError::Failed`].
+    /// [`HelmError::Command`].
     ///
     /// # Example
     /// ```no_run
@@ -274,7 +260,7 @@ impl Helm {
     /// `helm rollback` of release `name` to `revision`.
     ///
     /// # Errors
-    /// [`HelmError::Failed`].
+    /// [`HelmError::Command`].
     ///
     /// # Example
     /// ```no_run
@@ -289,7 +275,7 @@ impl Helm {
     /// The release's current revision (`helm status -o json`).
     ///
     /// # Errors
-    /// [`HelmError::Failed`] or [`HelmError::Json`].
+    /// [`HelmError::Command`] or [`HelmError::Json`].
     ///
     /// # Example
     /// ```no_run
@@ -307,7 +293,7 @@ impl Helm {
     /// `helm template`: the rendered manifest, no cluster needed.
     ///
     /// # Errors
-    /// [`HelmError::Failed`] with the refusal message.
+    /// [`HelmError::Command`] with the refusal message.
     ///
     /// # Example
     /// ```no_run
@@ -330,7 +316,7 @@ impl Helm {
     /// `helm get manifest`.
     ///
     /// # Errors
-    /// [`HelmError::Failed`] (e.g. no such release).
+    /// [`HelmError::Command`] (e.g. no such release).
     ///
     /// # Example
     /// ```no_run
@@ -345,7 +331,7 @@ impl Helm {
     /// `helm get values --all -o json`.
     ///
     /// # Errors
-    /// [`HelmError::Failed`] or [`HelmError::Json`].
+    /// [`HelmError::Command`] or [`HelmError::Json`].
     ///
     /// # Example
     /// ```no_run
@@ -379,13 +365,8 @@ async fn output(cmd: &mut Command) -> Result<String, HelmError> {
 
 /// stdout and stderr of a command that succeeded.
 async fn output_and_stderr(cmd: &mut Command) -> Result<(String, String), HelmError> {
-    let line = format!("{:?}", cmd.as_std()).replace('"', "");
-    let out = cmd.output().await.map_err(|source| HelmError::Spawn { cmd: line.clone(), source })?;
-    if out.status.success() {
-        Ok((String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned()))
-    } else {
-        Err(HelmError::Failed { cmd: line, status: out.status, stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() })
-    }
+    let out = command::run_async(cmd).await?;
+    Ok((command::stdout(&out), String::from_utf8_lossy(&out.stderr).into_owned()))
 }
 
 #[cfg(test)]

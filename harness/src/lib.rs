@@ -21,6 +21,7 @@ pub mod tools;
 
 pub mod availability;
 pub mod cluster;
+pub mod command;
 pub mod conditions;
 pub mod diagnostics;
 pub mod disruption;

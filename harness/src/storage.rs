@@ -15,11 +15,10 @@
 //! A cluster whose default class is anything else (kind online ships
 //! local-path-provisioner; a real cluster its CSI driver) is left alone.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use crate::cluster::{run, ClusterError};
+use crate::command::{self, run, CommandError};
 
 /// The StorageClass made default.
 pub const STORAGE_CLASS: &str = "certctl-local";
@@ -34,9 +33,9 @@ const DEFAULT_CLASS: &str = "storageclass.kubernetes.io/is-default-class";
 /// Errors preparing storage.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    /// kubectl or docker failed.
+    /// kubectl or docker could not run, or failed.
     #[error(transparent)]
-    Command(#[from] ClusterError),
+    Command(#[from] CommandError),
     /// kubectl printed what is not JSON.
     #[error("kubectl printed unparsable JSON for {what}: {source}")]
     Json {
@@ -45,9 +44,6 @@ pub enum StorageError {
         /// The parse error.
         source: serde_json::Error,
     },
-    /// kubectl apply's stdin.
-    #[error("cannot feed kubectl apply: {0}")]
-    Io(#[from] std::io::Error),
 }
 
 /// What [`ensure`] did.
@@ -135,23 +131,7 @@ fn json(stdout: Vec<u8>, what: &'static str) -> Result<serde_json::Value, Storag
 }
 
 fn apply(cmd: &mut Command, object: &serde_json::Value) -> Result<(), StorageError> {
-    let line = format!("{cmd:?}").replace('"', "");
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| ClusterError::Spawn { cmd: line.clone(), source })?;
-    child.stdin.take().expect("piped stdin").write_all(object.to_string().as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        return Err(ClusterError::Command {
-            cmd: line,
-            status: out.status,
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        }
-        .into());
-    }
+    command::run_with_input(cmd, object.to_string().as_bytes())?;
     Ok(())
 }
 

@@ -4,9 +4,9 @@
 //! such as two env entries of one name: each is refused here, never applied). Run on each
 //! pinned version with `CERTCTL_KUBERNETES=<version>` (cluster `certctl-k8s-<minor>`,
 //! docs/harness.md).
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+use certctl_harness::command;
 use certctl_harness::env::{Shape, TestEnv};
 use certctl_scenarios::crd::CachedCrd;
 use certctl_scenarios::modes::Mode;
@@ -17,24 +17,13 @@ const FIELD_MANAGER: &str = "certctl-api-validation";
 
 /// kubectl on the shared cluster, `stdin` fed in; its stdout, or its stderr as the error.
 fn kubectl(env: &TestEnv, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
-    let line = format!("kubectl {}", args.join(" "));
-    let mut child = Command::new(&env.tools.kubectl.path)
-        .args(args)
-        .env("KUBECONFIG", &env.cluster.kubeconfig)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {line}: {e}"))?;
-    if let Some(text) = stdin {
-        child.stdin.take().expect("piped stdin").write_all(text.as_bytes()).map_err(|e| format!("{line}: writing stdin: {e}"))?;
-    }
-    let out = child.wait_with_output().map_err(|e| format!("{line}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!("{line} failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr).trim()))
-    }
+    let mut cmd = Command::new(&env.tools.kubectl.path);
+    cmd.args(args).env("KUBECONFIG", &env.cluster.kubeconfig);
+    let out = match stdin {
+        Some(text) => command::run_with_input(&mut cmd, text.as_bytes()),
+        None => command::run(&mut cmd),
+    };
+    out.map(|o| command::stdout(&o)).map_err(|e| e.to_string())
 }
 
 /// The CRDs of the custom resources the chart renders, served and Established.

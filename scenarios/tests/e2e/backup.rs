@@ -5,6 +5,7 @@
 
 use std::time::Instant;
 
+use certctl_harness::command;
 use certctl_harness::ensure;
 use certctl_harness::scenario::{Scenario, StepResult};
 use certctl_scenarios::modes::Mode;
@@ -125,9 +126,8 @@ async fn restore(live: &Live<'_>, dump: &str) -> StepResult {
     let copy = format!(
         "\"$1\" --kubeconfig \"$2\" -n \"$3\" exec {READER} -- cat \"$4\" | \"$1\" --kubeconfig \"$2\" -n \"$3\" exec -i \"$5\" -c postgres -- sh -c 'cat > /tmp/restore.dump'"
     );
-    let out =
-        tokio::process::Command::new("sh").args(["-c", &copy, "copy", &kubectl_bin, &kubeconfig, ns, dump, &postgres]).output().await?;
-    ensure!(out.status.success(), "copying the dump into {postgres}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    command::run_async(tokio::process::Command::new("sh").args(["-c", &copy, "copy", &kubectl_bin, &kubeconfig, ns, dump, &postgres]))
+        .await?;
     kubectl(
         env,
         &[

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use certctl_harness::command;
 use certctl_harness::conditions::{await_condition, status_condition};
 use certctl_harness::ensure;
 use certctl_harness::env::TestEnv;
@@ -104,18 +105,12 @@ pub async fn issuer_ready(env: &TestEnv) -> StepResult {
         None => {
             // Online: the official chart at the pinned version (webhook and cainjector included).
             let version = certctl_harness::tools::PinnedVersions::load()?.get("CERT_MANAGER_VERSION")?.to_string();
-            let out = tokio::process::Command::new(&env.tools.helm.path)
-                .arg("--kubeconfig")
+            let mut helm = tokio::process::Command::new(&env.tools.helm.path);
+            helm.arg("--kubeconfig")
                 .arg(&env.cluster.kubeconfig)
                 .args(["upgrade", "--install", "cert-manager", "oci://quay.io/jetstack/charts/cert-manager", "--version", &version])
-                .args(["--namespace", "cert-manager", "--create-namespace", "--set", "crds.enabled=true", "--wait", "--timeout=300s"])
-                .output()
-                .await?;
-            ensure!(
-                out.status.success(),
-                "installing cert-manager {version} (online) failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+                .args(["--namespace", "cert-manager", "--create-namespace", "--set", "crds.enabled=true", "--wait", "--timeout=300s"]);
+            command::run_async(&mut helm).await?;
         }
     }
     let issuers = env.workspace.join("ci/offline/cert-manager/examples/scenario-ca.yaml").display().to_string();
