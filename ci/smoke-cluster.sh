@@ -44,6 +44,12 @@ cleanup() {
     echo "SMOKE FAILED (exit $rc)" >&2
     "$KUBECTL" get nodes -o wide >&2 2>/dev/null || true
     "$KUBECTL" get pods -A -o wide >&2 2>/dev/null || true
+    # Node logs (kubelet, containerd, pods) go where the run's other artifacts are.
+    local logs=${CERTCTL_ARTIFACTS:-$REPO_DIR/target/e2e-artifacts}/kind-logs-smoke
+    rm -rf "$logs"
+    if "$KIND" export logs --name "$CLUSTER" "$logs" >/dev/null 2>&1; then
+      echo "kind logs of $CLUSTER: $logs" >&2
+    fi
     reproduce
   fi
   if [[ $KEEP == always || ($KEEP == failure && $result != success) ]]; then

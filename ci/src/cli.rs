@@ -7,7 +7,7 @@ use crate::verdict::FlakyPolicy;
 
 /// Usage text, printed with every command-line error.
 pub const USAGE: &str = "\
-usage: cargo run -p certctl-ci -- <tier> [--flaky fail|record]
+usage: cargo run -p certctl-ci -- <tier> [--flaky fail|record] [--filter EXPR]
        cargo run -p certctl-ci -- judge <junit.xml>... [--allow-list FILE] [--flaky fail|record]
 
 tiers:
@@ -19,6 +19,8 @@ tiers:
 
 --flaky fail    (default) a test that passes only on retry fails the run unless allow-listed
 --flaky record  report flaky tests, never fail on them (the nightly)
+--filter EXPR   run only the live tests a nextest filterset selects, e.g. 'test(/^ha::/)'
+                (e2e, gate, bench; the set-up and the other phases are unchanged)
 judge           the flaky verdict on existing nextest JUnit reports";
 
 /// A parsed command line.
@@ -30,6 +32,8 @@ pub enum Invocation {
         tier: Tier,
         /// What flaky tests do.
         flaky: FlakyPolicy,
+        /// A nextest filterset narrowing the live phase.
+        filter: Option<String>,
     },
     /// Judge existing reports.
     Judge {
@@ -50,7 +54,7 @@ pub enum Invocation {
 /// # Example
 /// ```
 /// use certctl_ci::{cli::{parse, Invocation}, plan::Tier, verdict::FlakyPolicy};
-/// assert_eq!(parse(["e2e", "--flaky", "record"]).unwrap(), Invocation::Tier { tier: Tier::E2e, flaky: FlakyPolicy::Record });
+/// assert_eq!(parse(["e2e", "--flaky", "record"]).unwrap(), Invocation::Tier { tier: Tier::E2e, flaky: FlakyPolicy::Record, filter: None });
 /// assert!(parse(["gate", "--bogus"]).is_err());
 /// ```
 pub fn parse<I, S>(args: I) -> Result<Invocation, String>
@@ -63,10 +67,14 @@ where
     let mut flaky = FlakyPolicy::default();
     let mut allow_list = None;
     let mut reports = Vec::new();
+    let mut filter = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--flaky" => flaky = args.next().ok_or("--flaky needs fail or record")?.parse()?,
             "--allow-list" if first == "judge" => allow_list = Some(PathBuf::from(args.next().ok_or("--allow-list needs a file")?)),
+            "--filter" if first != "judge" => {
+                filter = Some(args.next().filter(|f| !f.is_empty()).ok_or("--filter needs a nextest filterset")?)
+            }
             a if first == "judge" && !a.starts_with('-') => reports.push(PathBuf::from(a)),
             other => return Err(format!("unexpected argument `{other}`")),
         }
@@ -77,7 +85,7 @@ where
         }
         return Ok(Invocation::Judge { reports, allow_list, flaky });
     }
-    Ok(Invocation::Tier { tier: first.parse()?, flaky })
+    Ok(Invocation::Tier { tier: first.parse()?, flaky, filter })
 }
 
 #[cfg(test)]
@@ -91,6 +99,14 @@ mod tests {
             got,
             Invocation::Judge { reports: vec!["a.xml".into(), "b.xml".into()], allow_list: Some("l.txt".into()), flaky: FlakyPolicy::Fail }
         );
+    }
+
+    #[test]
+    fn a_filter_narrows_a_tier_not_judge() {
+        let got = parse(["gate", "--filter", "test(/^ha::/)"]).unwrap();
+        assert_eq!(got, Invocation::Tier { tier: Tier::Gate, flaky: FlakyPolicy::Fail, filter: Some("test(/^ha::/)".into()) });
+        assert!(parse(["e2e", "--filter"]).unwrap_err().contains("--filter needs"));
+        assert!(parse(["judge", "a.xml", "--filter", "x"]).unwrap_err().contains("unexpected argument `--filter`"));
     }
 
     #[test]

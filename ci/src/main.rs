@@ -31,8 +31,8 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Invocation::Tier { tier, flaky } => {
-            let settings = match settings(workspace, tier, flaky) {
+        Invocation::Tier { tier, flaky, filter } => {
+            let settings = match settings(workspace, tier, flaky, filter) {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("error: {e}\n\n{USAGE}");
@@ -49,7 +49,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn settings(workspace: PathBuf, tier: Tier, flaky: certctl_ci::verdict::FlakyPolicy) -> Result<Settings, String> {
+fn settings(workspace: PathBuf, tier: Tier, flaky: certctl_ci::verdict::FlakyPolicy, filter: Option<String>) -> Result<Settings, String> {
     let requested: Requested = std::env::var(source::ENV).unwrap_or_default().parse()?;
     let source = ImageSource::decide(requested, upstream_node_image_present(&workspace));
     let mut cluster = std::env::var("CERTCTL_CLUSTER").ok().filter(|c| !c.is_empty());
@@ -57,7 +57,7 @@ fn settings(workspace: PathBuf, tier: Tier, flaky: certctl_ci::verdict::FlakyPol
     if tier == Tier::Bench && cluster.is_none() {
         cluster = Some("certctl-bench".into());
     }
-    Ok(Settings { workspace, tier, flaky, source, cluster })
+    Ok(Settings { workspace, tier, flaky, source, cluster, filter })
 }
 
 /// Whether docker already holds the pinned upstream node image (the `auto` rule). A

@@ -35,6 +35,8 @@ pub struct Settings {
     /// The kind cluster the live tier creates and every test process reuses
     /// (`CERTCTL_CLUSTER`; unset, the harness's default name).
     pub cluster: Option<String>,
+    /// A nextest filterset narrowing the live phase (`--filter`).
+    pub filter: Option<String>,
 }
 
 impl Settings {
@@ -88,6 +90,9 @@ pub fn run(settings: &Settings) -> bool {
         settings.cluster.as_deref().unwrap_or("(the harness's default)"),
         if settings.flaky == FlakyPolicy::Fail { "fail the run" } else { "are recorded" }
     );
+    if let Some(filter) = &settings.filter {
+        eprintln!("certctl-ci {}: live tests narrowed to `{filter}`", settings.tier);
+    }
     for step in plan::plan(settings.tier) {
         let r = phases.run(step.name(), step.budget(), |p| run_step(step, settings, &mut state, p));
         match r {
@@ -203,7 +208,7 @@ fn run_step(step: Step, s: &Settings, state: &mut State, p: &Progress) -> Result
             exec::run(Command::new(actionlint).arg("-no-color").current_dir(ws), &Output::Console, p)?;
             Ok(".github/workflows".into())
         }
-        Step::Tests => nextest(Profile::Ci, s, state, p, &[]),
+        Step::Tests => nextest(Profile::Ci, s, state, p, &[], None),
         Step::Doctests => {
             exec::run(&mut cargo(&["test", "--workspace", "--doc"]), &Output::Console, p)?;
             Ok(String::new())
@@ -216,7 +221,14 @@ fn run_step(step: Step, s: &Settings, state: &mut State, p: &Progress) -> Result
         }
         Step::Smoke => {
             let log = s.logs().join("smoke.log");
-            exec::run(&mut bash("ci/smoke-cluster.sh"), &Output::Log(log.clone()), p)?;
+            state.artifacts.push(("smoke log".into(), log.clone()));
+            let ran = exec::run(&mut bash("ci/smoke-cluster.sh"), &Output::Log(log.clone()), p);
+            // Written by the script on failure only (its cluster is gone afterwards).
+            let kind_logs = s.artifacts().join("kind-logs-smoke");
+            if ran.is_err() && kind_logs.is_dir() {
+                state.artifacts.push(("smoke cluster's kind logs".into(), kind_logs));
+            }
+            ran?;
             Ok(format!("log {}", log.display()))
         }
         Step::Cluster => {
@@ -240,25 +252,35 @@ fn run_step(step: Step, s: &Settings, state: &mut State, p: &Progress) -> Result
             let ct = state.tools.require("CT")?.clone();
             let report = s.artifacts().join("bench.json");
             let _ = std::fs::remove_file(&report);
-            let note = nextest(Profile::Bench, s, state, p, &[("CERTCTL_CT", ct.as_path())])?;
+            let note = nextest(Profile::Bench, s, state, p, &[("CERTCTL_CT", ct.as_path())], None)?;
             state.bench = Some(bench::read_modes(&report)?);
             Ok(note)
         }
         Step::Live => {
             clear_scenario_junit(&s.artifacts());
             state.artifacts.push(("bundles and step-level JUnit".into(), s.artifacts()));
-            nextest(Profile::E2e, s, state, p, &[])
+            nextest(Profile::E2e, s, state, p, &[], s.filter.as_deref())
         }
     }
 }
 
-/// Runs a nextest profile, then reads its JUnit report (also after failures, so the
-/// summary names what failed).
-fn nextest(profile: Profile, s: &Settings, state: &mut State, p: &Progress, envs: &[(&str, &Path)]) -> Result<String, PhaseError> {
+/// Runs a nextest profile (narrowed by `filter`, a filterset), then reads its JUnit
+/// report (also after failures, so the summary names what failed).
+fn nextest(
+    profile: Profile,
+    s: &Settings,
+    state: &mut State,
+    p: &Progress,
+    envs: &[(&str, &Path)],
+    filter: Option<&str>,
+) -> Result<String, PhaseError> {
     let nextest = state.tools.require("NEXTEST")?.clone();
     let junit = profile.junit(&s.workspace);
     let _ = std::fs::remove_file(&junit);
     let mut cmd = profile.command(&nextest, &s.workspace);
+    if let Some(expr) = filter {
+        cmd.args(["-E", expr]);
+    }
     // The flaky verdict's own test runs this same nextest on its fixture.
     cmd.env("CERTCTL_NEXTEST", &nextest).envs(envs.iter().copied());
     let ran = exec::run(&mut cmd, &Output::Console, p);

@@ -81,12 +81,6 @@ impl ImageSource {
         }
     }
 
-    /// Whether the smoke test's probe image must be loaded into its cluster: the
-    /// offline node image carries it preloaded, kind's upstream node image does not.
-    pub fn smoke_loads_netprobe(self) -> bool {
-        self == Self::Online
-    }
-
     /// What an image-build phase does, for the phase table.
     pub fn images_note(self) -> &'static str {
         match self {
@@ -122,7 +116,6 @@ mod tests {
 
     #[test]
     fn online_differs_where_upstream_images_differ() {
-        assert!(ImageSource::Online.smoke_loads_netprobe() && !ImageSource::Offline.smoke_loads_netprobe());
         assert_eq!(ImageSource::Online.default_tools_source(), "download");
         assert_eq!(ImageSource::Offline.default_tools_source(), "build");
     }
