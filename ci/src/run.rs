@@ -108,6 +108,10 @@ pub fn run(settings: &Settings) -> bool {
     let failed_so_far = !state.errors.is_empty() || any_failed(&state.suites);
     if let Some(env) = state.env {
         let r = phases.run("teardown", Duration::from_secs(300), |p| release_cluster(env, settings, failed_so_far, p));
+        let kind_logs = settings.artifacts().join("kind-logs");
+        if failed_so_far && kind_logs.is_dir() {
+            state.artifacts.push(("kind logs".into(), kind_logs));
+        }
         match r {
             Ok(note) => phases.annotate_last(&note),
             Err(e) => state.errors.push(format!("phase teardown: {}", report::error_chain(&*e))),
@@ -299,6 +303,8 @@ fn nextest(
 fn release_cluster(env: &TestEnv, s: &Settings, failed: bool, p: &Progress) -> Result<String, PhaseError> {
     if failed && env.cluster.origin != certctl_harness::cluster::Origin::Kubeconfig {
         let dir = s.artifacts().join("kind-logs");
+        // Only this run's logs: an earlier failure's would be merged in otherwise.
+        let _ = std::fs::remove_dir_all(&dir);
         let mut cmd = Command::new(&env.cluster.kind);
         cmd.args(["export", "logs", "--name", &env.cluster.name]).arg(&dir);
         if let Err(e) = exec::run(&mut cmd, &Output::Log(s.logs().join("kind-export.log")), p) {
