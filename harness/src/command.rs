@@ -82,8 +82,11 @@ pub fn run_with_input(cmd: &mut Command, input: &[u8]) -> Result<Output, Command
     // Dropping the handle closes stdin, so the command sees the end of its input.
     let written = child.stdin.take().expect("stdin is piped").write_all(input);
     let out = child.wait_with_output().map_err(spawn_err)?;
+    // A command that failed before reading all its input says why on stderr: that, not
+    // the broken pipe, is the error worth showing.
+    let out = checked(cmd_line.clone(), out)?;
     written.map_err(spawn_err)?;
-    checked(cmd_line, out)
+    Ok(out)
 }
 
 /// [`run`] for async callers.
